@@ -1,0 +1,258 @@
+"""The public API: ``init``, ``shutdown``, ``remote``, ``get``, ``wait``, ``put`` and cluster queries.
+
+One global ``_worker`` per process: the driver's core worker after ``init()``, a worker's own core
+worker inside tasks, or a ``LocalModeWorker`` with ``local_mode=True``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+import subprocess
+import threading
+from typing import Any, Sequence
+
+from swarm.core import connection, core_worker, ids, protocol as P
+from swarm.exceptions import SwarmError
+from swarm.object_ref import ObjectRef
+from swarm.remote_function import make_remote
+from swarm.runtime_context import RuntimeContext
+
+log = logging.getLogger("swarm")
+
+_worker: Any = None
+_node_proc: subprocess.Popen | None = None
+_init_lock = threading.RLock()
+_atexit_registered = False
+
+
+def _set_worker(w: Any) -> None:
+    global _worker
+    _worker = w
+
+
+def is_initialized() -> bool:
+    return _worker is not None
+
+
+def _require_worker() -> Any:
+    if _worker is None:
+        raise SwarmError("swarm is not initialized: call swarm.init() first")
+    return _worker
+
+
+def _auto_init() -> Any:
+    w = _worker
+    if w is None:
+        with _init_lock:
+            if _worker is None:
+                init()
+        w = _worker
+    return w
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
+         resources: dict | None = None, object_store_memory: int | None = None,
+         namespace: str | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,
+         local_mode: bool = False, include_dashboard: bool | None = None, **kwargs: Any) -> RuntimeContext:
+    """Start a local cluster (or, in local mode, run tasks in this process) and connect to it."""
+    global _worker, _node_proc, _atexit_registered
+    with _init_lock:
+        if _worker is not None:
+            if ignore_reinit_error:
+                return RuntimeContext(_worker)
+            raise RuntimeError("swarm.init() was already called in this process; call swarm.shutdown() "
+                               "first, or pass ignore_reinit_error=True")
+        address = address or os.environ.get("SWARM_ADDRESS") or None
+        if address is not None:
+            raise SwarmError(f"connecting to an existing cluster ({address!r}) is not supported yet: call "
+                             f"swarm.init() without an address to start a local cluster")
+        if num_cpus is None:
+            num_cpus = os.cpu_count() or 1
+        if num_cpus < 0 or (num_gpus or 0) < 0:
+            raise ValueError("num_cpus and num_gpus must be non-negative")
+        resources = dict(resources or {})
+        for k in ("CPU", "GPU"):
+            if k in resources:
+                raise ValueError(f"pass num_{k.lower()}= instead of resources={{'{k}': ...}}")
+        if local_mode:
+            from swarm.core.local_mode import LocalModeWorker
+            _worker = LocalModeWorker(num_cpus, resources)
+            _worker.namespace = namespace or "default"
+            return RuntimeContext(_worker)
+        _worker = _start_local_cluster(num_cpus, num_gpus or 0, resources, object_store_memory,
+                                       log_to_driver, kwargs)
+        _worker.namespace = namespace or "default"
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        return RuntimeContext(_worker)
+
+
+def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, object_store_memory: int | None,
+                         log_to_driver: bool, extra: dict) -> Any:
+    global _node_proc
+    from swarm.node import launcher
+
+    token = os.urandom(32)
+    node_id = os.urandom(8).hex()
+    session_dir = launcher.new_session_dir()
+    nm_address = f"unix:swarm-{node_id}-nm"
+    opts = {"session_dir": session_dir, "token": token.hex(), "node_id": node_id, "address": nm_address,
+            "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
+            "object_store_memory": int(object_store_memory or launcher.default_object_store_memory()),
+            "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir"))}
+    _node_proc = launcher.start_node_manager(opts)
+    worker_id = ids.new_worker_id()
+    my_address = f"unix:swarm-{node_id}-{worker_id.hex()}"
+    listen_sock = connection.listen(my_address)
+    try:
+        node_sock, arena_fd, info = launcher.connect_driver(nm_address, token, worker_id, my_address,
+                                                            log_to_driver)
+    except BaseException:
+        listen_sock.close()
+        _node_proc.kill()
+        _node_proc.wait()
+        _node_proc = None
+        raise
+    w = core_worker.CoreWorker(mode="driver", worker_id=worker_id, node_sock=node_sock, arena_fd=arena_fd,
+                               token=token, listen_sock=listen_sock, address=my_address, node_info=info,
+                               log_to_driver=log_to_driver)
+    w.start()
+    core_worker.set_current(w)
+    return w
+
+
+def shutdown() -> None:
+    """Stop the local cluster: every worker, the node manager, shared memory and temp files."""
+    global _worker, _node_proc
+    with _init_lock:
+        w, _worker = _worker, None
+        if w is None:
+            return
+        core_worker.set_current(None)
+        if w.mode == "local":
+            w.shutdown()
+            return
+        w.shutting_down = True
+        try:
+            w.node_conn.send([P.SHUTDOWN])
+        except OSError:
+            pass
+        proc, _node_proc = _node_proc, None
+        if proc is not None:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        w.shutdown()
+        try:
+            os.close(w.arena.fd)
+        except OSError:
+            pass
+
+
+def remote(*args: Any, **kwargs: Any) -> Any:
+    """``@remote`` or ``@remote(num_cpus=..., ...)`` on a function (a task) or a class (an actor)."""
+    if len(args) == 1 and not kwargs and callable(args[0]):
+        return make_remote(args[0], {})
+    if args:
+        raise TypeError("@remote takes either a function/class or only keyword options, "
+                        "e.g. @swarm.remote(num_cpus=2)")
+    return lambda target: make_remote(target, kwargs)
+
+
+def _check_refs(refs: Any, what: str) -> tuple[list, bool]:
+    if isinstance(refs, ObjectRef):
+        return [refs], True
+    if isinstance(refs, (list, tuple)):
+        for i, r in enumerate(refs):
+            if not isinstance(r, ObjectRef):
+                raise TypeError(f"{what}() expects ObjectRefs, but element {i} of the list is a "
+                                f"{type(r).__name__}: {r!r:.80}")
+        return list(refs), False
+    raise TypeError(f"{what}() expects an ObjectRef or a list of ObjectRefs, got {type(refs).__name__}: "
+                    f"{refs!r:.80}")
+
+
+def _warn_if_in_event_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    log.warning("swarm.get() called inside a running asyncio event loop blocks the loop; "
+                "use `await ref` (or asyncio.gather(*refs)) instead")
+
+
+def get(object_refs: Any, *, timeout: float | None = None) -> Any:
+    """The value(s) of ``object_refs``: blocks until ready; ``GetTimeoutError`` after ``timeout`` s."""
+    refs, single = _check_refs(object_refs, "get")
+    w = _require_worker()
+    if timeout is not None and timeout < 0:
+        raise ValueError("timeout must be >= 0 or None")
+    _warn_if_in_event_loop()
+    values = w.get(refs, timeout)
+    return values[0] if single else values
+
+
+def wait(object_refs: Sequence[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list, list]:
+    """(ready, not_ready): the first ``num_returns`` ready refs in the order given, and the rest."""
+    if isinstance(object_refs, ObjectRef):
+        raise TypeError("wait() expects a list of ObjectRefs, not a single ObjectRef: wait([ref])")
+    refs, _ = _check_refs(object_refs, "wait")
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() got the same ObjectRef more than once")
+    if not isinstance(num_returns, int) or num_returns < 1 and refs:
+        raise ValueError(f"num_returns must be a positive int, got {num_returns!r}")
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) exceeds the number of refs ({len(refs)})")
+    if not refs:
+        return [], []
+    return _require_worker().wait(refs, num_returns, timeout, fetch_local)
+
+
+def put(value: Any) -> ObjectRef:
+    """Store ``value`` in the object store; returns its ObjectRef (large values are zero-copy to read)."""
+    if isinstance(value, ObjectRef):
+        raise TypeError("put() of an ObjectRef is not allowed: pass the ref itself around instead")
+    return _auto_init().put(value)
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(_auto_init())
+
+
+def _cluster_info() -> dict:
+    w = _require_worker()
+    if w.mode == "local":
+        return w.cluster_info()
+    from swarm.core import protocol as P
+    return w.nm_call(lambda r: [P.CLUSTER_INFO, r])[2]
+
+
+def cluster_resources() -> dict:
+    return dict(_cluster_info()["total"])
+
+
+def available_resources() -> dict:
+    info = _cluster_info()
+    return {k: v for k, v in info["available"].items() if v > 1e-9}
+
+
+def nodes() -> list[dict]:
+    info = _cluster_info()
+    return [{"NodeID": info["node_id"], "Alive": True, "alive": True,
+             "NodeManagerAddress": info.get("node_ip", "127.0.0.1"),
+             "NodeManagerHostname": socket.gethostname(), "NodeManagerPort": 0,
+             "Resources": dict(info["total"]), "NodeName": info.get("node_ip", "127.0.0.1"),
+             "IsHeadNode": True}]
+
+
+__all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
+           "cluster_resources", "available_resources", "nodes"]
+

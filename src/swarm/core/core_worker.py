@@ -1,0 +1,751 @@
+"""The core worker: the runtime inside every driver and every worker process.
+
+    user thread ── submit_task / put / get / wait ──┐
+                                                    ▼
+                          ┌──────────────── CoreWorker (one lock) ────────────────┐
+                          │ refs: live ObjectRef counts   values: ready objects    │
+                          │ owned: borrowers, contained refs   waiters             │
+                          │ TaskSubmitter: leases, queues, pipelining (submitter.py)│
+                          └──────┬───────────────────────────────┬─────────────────┘
+          node manager conn ◀────┘ leases, ALLOC/SEAL/PIN         └──▶ peer conns (one reader thread
+          (reader thread)                                             each): PUSH_TASK, TASK_DONE,
+                                                                     GET_OBJECT, OBJECT_VALUE, REF_UPDATE
+          timer thread: lease linger, deferred ref drops, slow-get warnings
+
+Objects this process created (``put``, or returns of tasks it submitted) are *owned* here: their
+small values live in ``values``; large ones in the node's arena, released when no ref is left
+here or at a borrower. Refs from other owners are *borrowed*: the owner is told when the first
+and the last local instance appears and disappears.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from swarm._config import CONFIG
+from swarm.core import connection, ids, protocol as P, serialization
+from swarm.core.shm import ArenaAccess
+from swarm.exceptions import (
+    GetTimeoutError,
+    ObjectLostError,
+    ObjectStoreFullError,
+    OwnerDiedError,
+    SwarmError,
+    TaskError,
+)
+
+log = logging.getLogger(__name__)
+
+_current: CoreWorker | None = None
+
+
+def current() -> CoreWorker | None:
+    return _current
+
+
+def set_current(w: CoreWorker | None) -> None:
+    global _current
+    _current = w
+
+
+class Waiter:
+    """Counts down as awaited objects become ready; wakes its thread at zero."""
+
+    __slots__ = ("remaining", "event")
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+        self.event = threading.Event()
+
+    def __call__(self, _oid: bytes) -> None:
+        self.remaining -= 1
+        if self.remaining <= 0:
+            self.event.set()
+
+
+class Timers:
+    """One thread running callbacks at deadlines (lease linger, deferred ref drops, warnings)."""
+
+    def __init__(self, tick: Callable[[], None], tick_s: float) -> None:
+        self._heap: list = []
+        self._cond = threading.Condition()
+        self._seq = itertools.count()
+        self._stopped = False
+        self._tick = tick
+        self._tick_s = tick_s
+        self._thread = threading.Thread(target=self._run, name="swarm-timers", daemon=True)
+        self._thread.start()
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (time.monotonic() + delay, next(self._seq), fn))
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._tick_s
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    now = time.monotonic()
+                    due = self._heap[0][0] if self._heap else next_tick
+                    if due <= now or next_tick <= now:
+                        break
+                    self._cond.wait(min(due, next_tick) - now)
+                if self._stopped:
+                    return
+                now = time.monotonic()
+                ready = []
+                while self._heap and self._heap[0][0] <= now:
+                    ready.append(heapq.heappop(self._heap)[2])
+            for fn in ready:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("timer callback failed")
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self._tick_s
+                try:
+                    self._tick()
+                except Exception:
+                    log.exception("periodic tick failed")
+
+
+class CoreWorker:
+    def __init__(self, *, mode: str, worker_id: bytes, node_sock: socket.socket, arena_fd: int,
+                 token: bytes, listen_sock: socket.socket, address: str, node_info: dict,
+                 job_id: str = "01", log_to_driver: bool = True) -> None:
+        from swarm.core.submitter import TaskSubmitter
+
+        self.mode = mode
+        self.worker_id = worker_id
+        self.address = address
+        self.token = token
+        self.node_info = node_info
+        self.node_id: str = node_info["node_id"]
+        self.job_id = job_id
+        self.log_to_driver = log_to_driver
+        self.ids = ids.IdFactory(worker_id)
+        self._lock = threading.RLock()
+        self.refs: dict[bytes, int] = {}
+        self.values: dict[bytes, list] = {}
+        self.owned: set[bytes] = set()
+        self.borrowers: dict[bytes, int] = {}
+        self.contained: dict[bytes, list] = {}
+        self.borrowed_owner: dict[bytes, str] = {}
+        self.requested: set[bytes] = set()
+        self.waiters: dict[bytes, list] = {}
+        self.shm_location: dict[bytes, tuple[int, int]] = {}
+        self.nm_pinned: set[bytes] = set()
+        self.release_when_unmapped: set[bytes] = set()
+        self._decrefs: collections.deque[bytes] = collections.deque()
+        self.arena = ArenaAccess(arena_fd, self._on_unmapped)
+        self.conns_by_addr: dict[str, connection.Connection] = {}
+        self._conn_lock = threading.Lock()
+        self._all_conns: set[connection.Connection] = set()
+        self._nm_pending: dict[int, list] = {}
+        self._req_ids = itertools.count(1)
+        self.node_conn = connection.Connection(node_sock, "node")
+        self.listen_sock = listen_sock
+        self.current_task_id: bytes | None = None
+        self.current_task_name: str | None = None
+        self.executing = False
+        self.blocked_depth = 0
+        self.shutting_down = False
+        self.submitter = TaskSubmitter(self)
+        self.on_tasks: Callable[[list], None] | None = None
+        self.on_tasks_returned_request: Callable[[], None] | None = None
+        self.on_return_refs_held: Callable[..., Any] | None = None
+        self.timers = Timers(self._tick, 0.05)
+
+    # -- start / stop -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self.node_conn.start_reader(self._on_node_messages, self._on_node_closed)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="swarm-accept", daemon=True)
+        self._accept_thread.start()
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        self.timers.stop()
+        try:
+            self.listen_sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.listen_sock.close()
+        except OSError:
+            pass
+        for c in list(self._all_conns):
+            c.close()
+        self.node_conn.close()
+        for c in list(self._all_conns):
+            c.join_reader(2)
+        self.node_conn.join_reader(2)
+        self._accept_thread.join(2)
+
+    def _accept_loop(self) -> None:
+        while not self.shutting_down:
+            try:
+                sock, _ = self.listen_sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._admit, args=(sock,), daemon=True).start()
+
+    def _admit(self, sock: socket.socket) -> None:
+        if not connection.server_handshake(sock, self.token):
+            sock.close()
+            return
+        conn = connection.Connection(sock, "inbound")
+        with self._conn_lock:
+            self._all_conns.add(conn)
+        conn.start_reader(self._on_messages, self._on_conn_closed)
+
+    def get_conn(self, address: str) -> connection.Connection:
+        conn = self.conns_by_addr.get(address)
+        if conn is not None and not conn.closed:
+            return conn
+        with self._conn_lock:
+            conn = self.conns_by_addr.get(address)
+            if conn is not None and not conn.closed:
+                return conn
+            sock = connection.connect(address, self.token)
+            conn = connection.Connection(sock, address)
+            conn.peer_address = address
+            conn.send([P.HELLO, self.worker_id, self.address])
+            self.conns_by_addr[address] = conn
+            self._all_conns.add(conn)
+        conn.start_reader(self._on_messages, self._on_conn_closed)
+        return conn
+
+    def _on_conn_closed(self, conn: connection.Connection) -> None:
+        with self._conn_lock:
+            self._all_conns.discard(conn)
+            if conn.peer_address and self.conns_by_addr.get(conn.peer_address) is conn:
+                del self.conns_by_addr[conn.peer_address]
+        if not self.shutting_down and conn.peer_address:
+            with self._lock:
+                self._owner_gone(conn.peer_address)
+                self.submitter.on_conn_closed(conn)
+
+    def _on_node_closed(self, conn: connection.Connection) -> None:
+        if not self.shutting_down:
+            log.error("lost the connection to the node manager")
+            if self.mode == "worker":
+                os._exit(1)
+            with self._lock:
+                self.submitter.on_node_lost()
+
+    # -- node manager requests --------------------------------------------------------------------
+    def nm_call(self, build: Callable[[int], list], timeout: float | None = None) -> list:
+        req_id = next(self._req_ids)
+        slot: list = [threading.Event(), None]
+        self._nm_pending[req_id] = slot
+        try:
+            self.node_conn.send(build(req_id))
+            if not slot[0].wait(timeout or CONFIG.request_timeout_s):
+                raise SwarmError(f"the node manager did not answer within "
+                                 f"{timeout or CONFIG.request_timeout_s:.0f} s")
+        finally:
+            self._nm_pending.pop(req_id, None)
+        return slot[1]
+
+    def _on_node_messages(self, conn: connection.Connection, msgs: list) -> None:
+        for m in msgs:
+            kind = m[0]
+            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY):
+                slot = self._nm_pending.get(m[1])
+                if slot is not None:
+                    slot[1] = m
+                    slot[0].set()
+            elif kind == P.LOG_LINES:
+                _print_worker_lines(m[1])
+            else:
+                with self._lock:
+                    self.submitter.on_node_message(m)
+
+    # -- peer messages ----------------------------------------------------------------------------
+    def _on_messages(self, conn: connection.Connection, msgs: list) -> None:
+        tasks = None
+        with self._lock:
+            for m in msgs:
+                kind = m[0]
+                if kind == P.PUSH_TASK:
+                    if tasks is None:
+                        tasks = []
+                    tasks.append((conn, m))
+                elif kind == P.TASK_DONE:
+                    self.submitter.on_task_done(conn, m)
+                elif kind == P.GET_OBJECT:
+                    self._serve_get_object(conn, m[1])
+                elif kind == P.OBJECT_VALUE:
+                    self._on_object_value(m[1], m[2])
+                elif kind == P.REF_UPDATE:
+                    for oid in m[1]:
+                        self.borrowers[oid] = self.borrowers.get(oid, 0) + 1
+                    for oid in m[2]:
+                        n = self.borrowers.get(oid, 0) - 1
+                        if n > 0:
+                            self.borrowers[oid] = n
+                        else:
+                            self.borrowers.pop(oid, None)
+                            self._maybe_free(oid)
+                elif kind == P.RETURN_REFS_HELD:
+                    if self.on_return_refs_held is not None:
+                        self.on_return_refs_held(m[1], None)
+                elif kind == P.TASKS_RETURNED:
+                    self.submitter.on_tasks_returned(conn, m[1])
+                elif kind == P.HELLO:
+                    conn.peer_id = m[1]
+                    conn.peer_address = m[2]
+                    with self._conn_lock:
+                        existing = self.conns_by_addr.get(m[2])
+                        if existing is None or existing.closed:
+                            self.conns_by_addr[m[2]] = conn
+                else:
+                    log.warning("unexpected message kind %s from %s", kind, conn.name)
+        if tasks is not None and self.on_tasks is not None:
+            self.on_tasks(tasks)
+        if self._decrefs:
+            self.process_decrefs()
+
+    # -- references -------------------------------------------------------------------------------
+    def add_local_ref(self, oid: bytes, owner_address: str) -> None:
+        with self._lock:
+            n = self.refs.get(oid, 0)
+            self.refs[oid] = n + 1
+            if n or oid in self.owned or owner_address == self.address:
+                return
+            self.borrowed_owner[oid] = owner_address
+        self._send_to(owner_address, [P.REF_UPDATE, [oid], []])
+
+    def remove_local_ref(self, oid: bytes) -> None:
+        # Called from __del__, possibly inside GC while this thread holds a send lock: no I/O here.
+        self._decrefs.append(oid)
+
+    def process_decrefs(self) -> None:
+        removes: dict[str, list] = {}
+        pin_first = []
+        with self._lock:
+            pop = self._decrefs.popleft
+            while self._decrefs:
+                oid = pop()
+                n = self.refs.get(oid, 0) - 1
+                if n > 0:
+                    self.refs[oid] = n
+                    continue
+                self.refs.pop(oid, None)
+                if oid in self.owned:
+                    self._maybe_free(oid)
+                    continue
+                owner = self.borrowed_owner.pop(oid, None)
+                value = self.values.pop(oid, None)
+                self.requested.discard(oid)
+                if owner is None:
+                    continue
+                if value is not None and value[0] == P.VALUE_SHM and self.arena.is_mapped(oid):
+                    pin_first.append(oid)
+                removes.setdefault(owner, []).append(oid)
+        for oid in pin_first:  # keep a live view valid after the owner may free the object
+            self._pin(oid)
+        for owner, oids in removes.items():
+            self._send_to(owner, [P.REF_UPDATE, [], oids])
+
+    def _send_to(self, address: str, msg: list) -> None:
+        try:
+            self.get_conn(address).send(msg)
+        except (OSError, ConnectionError, SwarmError):
+            pass  # the owner is gone; nothing to tell it
+
+    def _maybe_free(self, oid: bytes) -> None:
+        """Under the lock: free an owned object nobody refers to any more."""
+        if self.refs.get(oid) or self.borrowers.get(oid) or oid not in self.owned:
+            return
+        if self.submitter.is_pending_return(oid):
+            return  # freed when the task reports back
+        self.owned.discard(oid)
+        self.contained.pop(oid, None)
+        value = self.values.pop(oid, None)
+        self.waiters.pop(oid, None)
+        loc = self.shm_location.pop(oid, None)
+        if loc is not None or (value is not None and value[0] == P.VALUE_SHM):
+            if self.arena.is_mapped(oid):
+                self.release_when_unmapped.add(oid)
+            else:
+                self._release_shm([oid])
+
+    def _release_shm(self, oids: list) -> None:
+        try:
+            self.node_conn.send([P.RELEASE, oids])
+        except OSError:
+            pass
+
+    def _on_unmapped(self, oid: bytes) -> None:
+        if self.shutting_down:
+            return
+        if oid in self.release_when_unmapped:
+            self.release_when_unmapped.discard(oid)
+            self._release_shm([oid])
+        if oid in self.nm_pinned:
+            self.nm_pinned.discard(oid)
+            try:
+                self.node_conn.send([P.UNPIN, [oid]])
+            except OSError:
+                pass
+
+    def _pin(self, oid: bytes) -> bool:
+        if oid in self.nm_pinned:
+            return True
+        reply = self.nm_call(lambda r: [P.PIN, r, oid])
+        if reply[2] >= 0:
+            self.nm_pinned.add(oid)
+            return True
+        return False
+
+    def pin_live_views(self, oids: list) -> None:
+        for oid in oids:
+            if self.arena.is_mapped(oid) and oid not in self.owned:
+                self._pin(oid)
+
+    def _owner_gone(self, address: str) -> None:
+        """Under the lock: a peer closed; objects it owned can no longer be fetched."""
+        for oid, owner in list(self.borrowed_owner.items()):
+            if owner == address and oid not in self.values and oid in self.requested:
+                err = OwnerDiedError(
+                    f"object {oid.hex()} is lost: its owner (the process at {address}, which created it "
+                    f"with put or submitted its task) died")
+                self.set_value(oid, [P.VALUE_ERROR, serialization.serialize(err).inband])
+
+    # -- values -----------------------------------------------------------------------------------
+    def set_value(self, oid: bytes, value: list) -> None:
+        """Under the lock: an object became ready."""
+        self.values[oid] = value
+        ws = self.waiters.pop(oid, None)
+        if ws:
+            for w in ws:
+                w(oid)
+
+    def add_waiter(self, oid: bytes, w: Callable[[bytes], None]) -> None:
+        self.waiters.setdefault(oid, []).append(w)
+
+    def _serve_get_object(self, conn: connection.Connection, oid: bytes) -> None:
+        value = self.values.get(oid)
+        if value is not None:
+            conn.send([P.OBJECT_VALUE, oid, value])
+            return
+        if oid in self.owned:
+            def reply(_oid: bytes) -> None:
+                try:
+                    conn.send([P.OBJECT_VALUE, oid, self.values[oid]])
+                except (OSError, KeyError):
+                    pass
+            self.add_waiter(oid, reply)
+            return
+        err = ObjectLostError(f"object {oid.hex()} was already freed by its owner")
+        conn.send([P.OBJECT_VALUE, oid, [P.VALUE_ERROR, serialization.serialize(err).inband]])
+
+    def _on_object_value(self, oid: bytes, value: list) -> None:
+        if self.refs.get(oid) or oid in self.waiters:
+            self.set_value(oid, value)
+
+    def request_borrowed(self, oid: bytes) -> None:
+        """Under the lock: ask the owner for the value of a borrowed ref (once)."""
+        if oid in self.requested or oid in self.values:
+            return
+        self.requested.add(oid)
+        owner = self.borrowed_owner.get(oid)
+        if owner is None:
+            return
+        try:
+            self.get_conn(owner).send([P.GET_OBJECT, oid])
+        except (OSError, ConnectionError, SwarmError):
+            self._owner_gone(owner)
+
+    # -- put / get / wait -------------------------------------------------------------------------
+    def put(self, value: Any) -> Any:
+        from swarm.object_ref import ObjectRef
+
+        if self._decrefs:
+            self.process_decrefs()
+        oid = self.ids.put_id()
+        s = serialization.serialize(value, "value")
+        stored = self.store_value(oid, s, value, self.worker_id)
+        with self._lock:
+            self.owned.add(oid)
+            if s.contained_refs:
+                self.contained[oid] = s.contained_refs
+            self.values[oid] = stored
+            if stored[0] == P.VALUE_SHM:
+                self.shm_location[oid] = (stored[1], stored[2])
+        return ObjectRef(oid, self.address, self)
+
+    def store_value(self, oid: bytes, s: serialization.Serialized, value: Any, owner: bytes) -> list:
+        """Inline bytes for small values; otherwise write into the arena and seal for ``owner``."""
+        if s.total <= CONFIG.inline_object_max_bytes:
+            return [P.VALUE_INLINE, serialization.inline_bytes(s, value)]
+        size = s.shm_size()
+        reply = self.nm_call(lambda r: [P.ALLOC, r, size])
+        if reply[2] < 0:
+            raise ObjectStoreFullError(reply[3])
+        offset = reply[2]
+        self.arena.write(offset, s, size)
+        self.nm_call(lambda r: [P.SEAL, r, oid, offset, size, owner])
+        return [P.VALUE_SHM, offset, size]
+
+    def resolve_value(self, oid: bytes, value: list) -> Any:
+        kind = value[0]
+        if kind == P.VALUE_INLINE:
+            return serialization.loads(value[1])
+        if kind == P.VALUE_SHM:
+            return self.arena.read(oid, value[1], value[2])
+        err = serialization.loads(value[1])
+        if isinstance(err, TaskError):
+            raise err.as_instanceof_cause()
+        raise err
+
+    def get(self, refs: list, timeout: float | None) -> list:
+        if self._decrefs:
+            self.process_decrefs()
+        values = self.values
+        missing = None
+        with self._lock:
+            for r in refs:
+                oid = r._id
+                if oid not in values:
+                    if missing is None:
+                        missing = []
+                    missing.append(oid)
+            if missing:
+                waiter = Waiter(len(missing))
+                for oid in missing:
+                    self.add_waiter(oid, waiter)
+                    if oid not in self.owned:
+                        self.request_borrowed(oid)
+        if missing:
+            self._wait_for(waiter, timeout, missing)
+        return [self.resolve_value(r._id, values[r._id]) for r in refs]
+
+    def _wait_for(self, waiter: Waiter, timeout: float | None, oids: list) -> None:
+        if waiter.event.is_set():
+            return
+        self._enter_blocked()
+        try:
+            if timeout is None:
+                warned = False
+                while not waiter.event.wait(CONFIG.get_warn_after_s if not warned else None):
+                    warned = True
+                    log.warning("get() has waited %.0f s for %d objects; still waiting for: %s",
+                                CONFIG.get_warn_after_s, waiter.remaining, self.describe_pending(oids))
+            elif not waiter.event.wait(timeout):
+                with self._lock:
+                    for oid in oids:
+                        ws = self.waiters.get(oid)
+                        if ws and waiter in ws:
+                            ws.remove(waiter)
+                raise GetTimeoutError(
+                    f"get() timed out after {timeout} s: {waiter.remaining} of {len(oids)} objects not "
+                    f"ready ({self.describe_pending(oids)})")
+        finally:
+            self._leave_blocked()
+
+    def describe_pending(self, oids: list) -> str:
+        with self._lock:
+            parts = [self.submitter.describe(oid) for oid in oids[:3] if oid not in self.values]
+        return "; ".join(parts) or "nothing"
+
+    def _enter_blocked(self) -> None:
+        if self.mode != "worker" or not self.executing:
+            return
+        self.blocked_depth += 1
+        if self.blocked_depth == 1:
+            if self.on_tasks_returned_request is not None:
+                self.on_tasks_returned_request()
+            try:
+                self.node_conn.send([P.WORKER_BLOCKED])
+            except OSError:
+                pass
+
+    def _leave_blocked(self) -> None:
+        if self.mode != "worker" or not self.executing or self.blocked_depth == 0:
+            return
+        self.blocked_depth -= 1
+        if self.blocked_depth == 0:
+            try:
+                self.node_conn.send([P.WORKER_UNBLOCKED])
+            except OSError:
+                pass
+
+    def wait(self, refs: list, num_returns: int, timeout: float | None, fetch_local: bool) -> tuple:
+        if self._decrefs:
+            self.process_decrefs()
+        values = self.values
+        with self._lock:
+            ready_n = sum(1 for r in refs if r._id in values)
+            waiter = None
+            if ready_n < num_returns and timeout != 0:
+                pending = [r._id for r in refs if r._id not in values]
+                waiter = Waiter(num_returns - ready_n)
+                for oid in pending:
+                    self.add_waiter(oid, waiter)
+                    if oid not in self.owned:
+                        self.request_borrowed(oid)
+        if waiter is not None:
+            self._enter_blocked()
+            try:
+                waiter.event.wait(timeout)
+            finally:
+                self._leave_blocked()
+                with self._lock:
+                    for oid in pending:
+                        ws = self.waiters.get(oid)
+                        if ws is not None:
+                            try:
+                                ws.remove(waiter)
+                            except ValueError:
+                                pass
+                            if not ws:
+                                del self.waiters[oid]
+        ready, not_ready = [], []
+        for r in refs:
+            if len(ready) < num_returns and r._id in values:
+                ready.append(r)
+            else:
+                not_ready.append(r)
+        return ready, not_ready
+
+    def when_ready(self, ref: Any, fut: Any) -> None:
+        oid = ref._id
+
+        def complete(_oid: bytes) -> None:
+            def resolve() -> None:
+                try:
+                    fut.set_result(self.resolve_value(oid, self.values[oid]))
+                except BaseException as e:
+                    fut.set_exception(e)
+            if fut.set_running_or_notify_cancel():
+                # off this thread: resolving may block (a PIN round trip) and we may hold the lock
+                threading.Thread(target=resolve, daemon=True).start() if oid not in self.values or \
+                    self.values[oid][0] == P.VALUE_SHM else resolve()
+
+        with self._lock:
+            if oid in self.values:
+                ready = True
+            else:
+                ready = False
+                self.add_waiter(oid, complete)
+                if oid not in self.owned:
+                    self.request_borrowed(oid)
+        if ready:
+            complete(oid)
+
+    # -- periodic ---------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self._decrefs:
+            self.process_decrefs()
+        with self._lock:
+            self.submitter.on_tick()
+
+
+def _print_worker_lines(lines: list) -> None:
+    for stream, prefix, line in lines:
+        out = sys.stderr if stream == 2 else sys.stdout
+        try:
+            out.write(f"({prefix}) {line}\n")
+        except Exception:
+            pass
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+
+
+def format_task_exception(fn_name: str, e: BaseException, node: str) -> TaskError:
+    tb = traceback.format_exc()
+    try:
+        serialization.serialize(e)
+        cause: BaseException | None = e
+    except Exception:
+        cause = None
+    return TaskError(fn_name, tb, cause, os.getpid(), node, repr(e))
+
+
+def _find_top_level_refs(args: tuple, kwargs: dict) -> tuple[list, dict, list]:
+    from swarm.object_ref import ObjectRef
+
+    ref_args = []
+    plain_args = list(args)
+    for i, a in enumerate(args):
+        if type(a) is ObjectRef:
+            ref_args.append((i, a))
+            plain_args[i] = None
+    plain_kwargs = kwargs
+    if kwargs:
+        plain_kwargs = dict(kwargs)
+        for k, v in kwargs.items():
+            if type(v) is ObjectRef:
+                ref_args.append((k, v))
+                plain_kwargs[k] = None
+    return plain_args, plain_kwargs, ref_args
+
+
+def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_returns: int, shape: dict,
+                max_retries: int, retry_exceptions: Any) -> list:
+    """Serialize the arguments, register the task with the submitter, return its ObjectRefs."""
+    from swarm.core.submitter import EMPTY_ARGS, TaskRecord
+    from swarm.object_ref import ObjectRef
+
+    if core._decrefs:
+        core.process_decrefs()
+    keep = None
+    if not args and not kwargs:
+        blob = EMPTY_ARGS
+        ref_args: list = []
+    else:
+        plain_args, plain_kwargs, ref_args = _find_top_level_refs(args, kwargs)
+        s = _serialize_args(plain_args, plain_kwargs)
+        if s.total > CONFIG.inline_object_max_bytes:
+            # large arguments by value go through the object store (one copy, then zero-copy reads)
+            for i, a in enumerate(plain_args):
+                if a is not None and serialization.serialize(a).total > CONFIG.inline_object_max_bytes // 4:
+                    ref_args.append((i, core.put(a)))
+                    plain_args[i] = None
+            for k, v in list(plain_kwargs.items()):
+                if v is not None and serialization.serialize(v).total > CONFIG.inline_object_max_bytes // 4:
+                    ref_args.append((k, core.put(v)))
+                    plain_kwargs[k] = None
+            s = _serialize_args(plain_args, plain_kwargs)
+        blob = serialization.inline_bytes(s, (plain_args, plain_kwargs))
+        keep = s.contained_refs or None
+    rec = TaskRecord(core.ids.task_id(), fn, blob, ref_args, keep, num_returns, shape, max_retries,
+                     retry_exceptions)
+    refs = [ObjectRef(rid, core.address, core) for rid in rec.return_ids]
+    with core._lock:
+        core.submitter.submit(rec)
+    return refs
+
+
+def _serialize_args(args: list, kwargs: dict) -> serialization.Serialized:
+    try:
+        return serialization.serialize((args, kwargs), "args")
+    except SwarmError:
+        # find the culprit argument to name its path precisely
+        for i, a in enumerate(args):
+            serialization.serialize(a, f"args[{i}]")
+        for k, v in kwargs.items():
+            serialization.serialize(v, f"kwargs[{k!r}]")
+        raise

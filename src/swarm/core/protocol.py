@@ -1,0 +1,123 @@
+"""Wire protocol: message kinds, framing, and the version every peer checks.
+
+A frame is a 4-byte little-endian length followed by a msgpack array ``[kind, *fields]``. User data
+only ever appears inside fields as pickled bytes; nothing is unpickled before the peer has proved it
+knows the cluster token (see ``connection.py``).
+
+    owner ──PUSH_TASK──▶ worker ──TASK_DONE──▶ owner          (per task; batched on the wire)
+    borrower ──GET_OBJECT──▶ owner ──OBJECT_VALUE──▶ borrower
+    any core worker ──REQUEST_LEASE / RETURN_LEASE / ALLOC / SEAL / PIN / RELEASE──▶ node manager
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 30
+
+HEADER = struct.Struct("<I")
+
+# --- core worker <-> core worker -------------------------------------------------------------------
+PUSH_TASK = 1         # [kind, task_id, fn_id, fn_blob|None, fn_name, args_blob, resolved_args, n_returns,
+                      #  return_ids, gpu_ids, owner_addr]
+TASK_DONE = 2         # [kind, task_id, returns: [[object_id, VALUE...]], exec_s, contained]
+GET_OBJECT = 3        # [kind, object_id]
+OBJECT_VALUE = 4      # [kind, object_id, value]
+REF_UPDATE = 5        # [kind, adds: [object_id], removes: [object_id]]
+HELLO = 6             # [kind, worker_id, address]
+TASKS_RETURNED = 7    # [kind, [task_id, ...]]  a blocked worker hands back tasks it has not started
+RETURN_REFS_HELD = 8  # [kind, task_id]  the owner now holds the refs nested in that task's returns
+
+# --- core worker <-> node manager ------------------------------------------------------------------
+REQUEST_LEASE = 20    # [kind, req_id, shape: {resource: amount}, fn_name]
+LEASE_GRANTED = 21    # [kind, req_id, worker_id, worker_addr, gpu_ids]
+LEASE_FAILED = 22     # [kind, req_id, message]
+RETURN_LEASE = 23     # [kind, worker_id]
+CANCEL_LEASE_REQUESTS = 24  # [kind, [req_id, ...]]
+WORKER_BLOCKED = 25   # [kind]
+WORKER_UNBLOCKED = 26  # [kind]
+ALLOC = 27            # [kind, req_id, size]
+ALLOC_REPLY = 28      # [kind, req_id, offset | -1, message]
+SEAL = 29             # [kind, object_id, offset, size]     the sender holds the primary pin
+PIN = 30              # [kind, req_id, object_id]
+PIN_REPLY = 31        # [kind, req_id, offset | -1, size]
+UNPIN = 32            # [kind, [object_id, ...]]
+RELEASE = 33          # [kind, [object_id, ...]]            primary pins dropped by the owner
+CLUSTER_INFO = 34     # [kind, req_id]
+CLUSTER_INFO_REPLY = 35  # [kind, req_id, info]
+LOG_LINES = 36        # [kind, [[stream, prefix, line], ...]]
+WORKER_DIED = 37      # [kind, worker_id, cause]
+REGISTER_DRIVER = 38  # [kind, worker_id, address, pid]
+WORKER_READY = 39     # [kind, worker_id, pid]              worker -> node manager at start
+SHUTDOWN = 40         # [kind]
+
+# Values in messages: [VALUE_INLINE, pickled] | [VALUE_SHM, offset, size] | [VALUE_ERROR, pickled]
+VALUE_INLINE = 0
+VALUE_SHM = 1
+VALUE_ERROR = 2
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode(msg: list | tuple) -> bytes:
+    body = _packb(msg)
+    return HEADER.pack(len(body)) + body
+
+
+def encode_many(msgs: list) -> bytes:
+    out = []
+    for m in msgs:
+        body = _packb(m)
+        out.append(HEADER.pack(len(body)))
+        out.append(body)
+    return b"".join(out)
+
+
+def decode(body: bytes | memoryview) -> list:
+    return msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False)
+
+
+class FrameError(Exception):
+    """A frame that cannot be a valid message: the connection is closed, nothing else happens."""
+
+
+class FrameReader:
+    """Splits a byte stream into frames; feed it what ``recv`` returns, take whole messages out."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list:
+        buf = self._buf
+        buf += data
+        msgs = []
+        pos = 0
+        n = len(buf)
+        unpack_header = HEADER.unpack_from
+        mv = memoryview(buf)
+        try:
+            while n - pos >= 4:
+                (size,) = unpack_header(buf, pos)
+                if size > MAX_FRAME_BYTES:
+                    raise FrameError(f"frame of {size} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+                end = pos + 4 + size
+                if end > n:
+                    break
+                try:
+                    msg = decode(mv[pos + 4:end])
+                except Exception as e:  # corrupted frame: never guess, drop the peer
+                    raise FrameError(f"undecodable frame: {e}") from None
+                if type(msg) is not list or not msg or type(msg[0]) is not int:
+                    raise FrameError("frame is not a message")
+                msgs.append(msg)
+                pos = end
+        finally:
+            mv.release()
+        if pos:
+            del buf[:pos]
+        return msgs

@@ -1,0 +1,425 @@
+"""Task submission on the owner side: dependencies, leases, pipelining, retries.
+
+    submit ──▶ waiting on deps ──(all ready)──▶ KeyQueue.ready ──pump──▶ Lease (a leased worker)
+                                                  │  ▲                      │ PUSH_TASK (batched)
+                       REQUEST_LEASE ◀────────────┘  └── TASKS_RETURNED      ▼
+                       (node manager)                    (worker blocked)  TASK_DONE ──▶ values
+
+Tasks with the same resource shape share a queue and its leases. A lease takes several tasks at once
+when the function is short (the worker never idles for a round trip) and one at a time when it is
+long (so no task waits behind a slow one while a CPU is free). A lease idle for ``lease_linger_s`` is
+returned to the node manager. Everything here runs under the core worker's lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from swarm._config import CONFIG
+from swarm.core import ids, protocol as P, serialization
+from swarm.exceptions import SwarmError, TaskError, TaskUnschedulableError, WorkerCrashedError
+
+if TYPE_CHECKING:
+    from swarm.core.connection import Connection
+    from swarm.core.core_worker import CoreWorker
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_LEASE_REQUESTS = 8
+EMPTY_ARGS = serialization.serialize(((), {})).inband
+
+
+class FunctionEntry:
+    """A remote function as shipped: pickled once, sent to each worker once, cached there by id."""
+
+    __slots__ = ("fn_id", "blob", "name")
+
+    def __init__(self, fn_id: bytes, blob: bytes, name: str) -> None:
+        self.fn_id = fn_id
+        self.blob = blob
+        self.name = name
+
+
+class TaskRecord:
+    __slots__ = ("task_id", "fn", "args_blob", "ref_args", "keep", "num_returns", "return_ids", "key",
+                 "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state")
+
+    def __init__(self, task_id: bytes, fn: FunctionEntry, args_blob: bytes, ref_args: list, keep: Any,
+                 num_returns: int, shape: dict, max_retries: int, retry_exceptions: Any) -> None:
+        self.task_id = task_id
+        self.fn = fn
+        self.args_blob = args_blob
+        self.ref_args = ref_args          # [(position or keyword, ObjectRef)]
+        self.keep = keep                  # refs nested in the arguments, alive until the task is done
+        self.num_returns = num_returns
+        self.return_ids = ids.return_ids(task_id, num_returns)
+        self.shape = shape
+        self.key = tuple(sorted(shape.items()))
+        self.retries_left = max_retries
+        self.retry_exceptions = retry_exceptions
+        self.deps_pending = 0
+        self.lease: Lease | None = None
+        self.state = "waiting for its arguments"
+
+
+class Lease:
+    __slots__ = ("worker_id", "address", "conn", "inflight", "idle_since", "gpu_ids", "key", "blocked",
+                 "sent_functions")
+
+    def __init__(self, worker_id: bytes, address: str, conn: Connection, gpu_ids: list, key: tuple) -> None:
+        self.worker_id = worker_id
+        self.address = address
+        self.conn = conn
+        self.inflight: dict[bytes, TaskRecord] = {}
+        self.idle_since: float | None = time.monotonic()
+        self.gpu_ids = gpu_ids
+        self.key = key
+        self.blocked = False
+        self.sent_functions: set[bytes] = set()
+
+
+class KeyQueue:
+    __slots__ = ("shape", "ready", "leases", "pending_requests", "exec_ema")
+
+    def __init__(self, shape: dict) -> None:
+        self.shape = shape
+        self.ready: collections.deque[TaskRecord] = collections.deque()
+        self.leases: dict[bytes, Lease] = {}
+        self.pending_requests: set[int] = set()
+        self.exec_ema: float | None = None
+
+    def depth(self) -> int:
+        if self.exec_ema is None:
+            return 2
+        d = CONFIG.pipeline_target_s / max(self.exec_ema, 1e-6)
+        return max(1, min(CONFIG.pipeline_max_depth, int(d)))
+
+
+class TaskSubmitter:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.queues: dict[tuple, KeyQueue] = {}
+        self.lease_requests: dict[int, KeyQueue] = {}
+        self.leases: dict[bytes, Lease] = {}
+        self.pending_returns: dict[bytes, TaskRecord] = {}
+        self._req_ids = iter(range(1, 1 << 62))
+
+    # -- submission -------------------------------------------------------------------------------
+    def submit(self, rec: TaskRecord) -> None:
+        core = self.core
+        for rid in rec.return_ids:
+            core.owned.add(rid)
+            self.pending_returns[rid] = rec
+        for _, ref in rec.ref_args:
+            oid = ref._id
+            if oid not in core.values:
+                rec.deps_pending += 1
+                core.add_waiter(oid, lambda _oid, rec=rec: self._dep_ready(rec))
+                if oid not in core.owned:
+                    core.request_borrowed(oid)
+        if rec.deps_pending == 0:
+            self._enqueue(rec)
+
+    def _dep_ready(self, rec: TaskRecord) -> None:
+        rec.deps_pending -= 1
+        if rec.deps_pending == 0:
+            self._enqueue(rec)
+
+    def _enqueue(self, rec: TaskRecord, front: bool = False) -> None:
+        kq = self.queues.get(rec.key)
+        if kq is None:
+            kq = self.queues[rec.key] = KeyQueue(rec.shape)
+        rec.state = f"queued for a worker with {_fmt(rec.shape)}"
+        if front:
+            kq.ready.appendleft(rec)
+        else:
+            kq.ready.append(rec)
+        self.pump(kq)
+
+    def pump(self, kq: KeyQueue) -> None:
+        ready = kq.ready
+        if ready and kq.leases:
+            depth = kq.depth()
+            while ready:
+                best = None
+                for lease in kq.leases.values():
+                    if not lease.blocked and len(lease.inflight) < depth and (
+                            best is None or len(lease.inflight) < len(best.inflight)):
+                        best = lease
+                if best is None:
+                    break
+                room = depth - len(best.inflight)
+                msgs = []
+                while room and ready:
+                    rec = ready.popleft()
+                    msg = self._build_push(rec, best)
+                    if msg is not None:
+                        msgs.append(msg)
+                        room -= 1
+                if msgs:
+                    best.idle_since = None
+                    try:
+                        best.conn.send_many(msgs)
+                    except OSError:
+                        pass  # the worker died: WORKER_DIED from the node manager retries these
+        if ready:
+            want = min(math.ceil(len(ready) / kq.depth()), MAX_PENDING_LEASE_REQUESTS)
+            for _ in range(want - len(kq.pending_requests)):
+                self._request_lease(kq, ready[0].fn.name)
+        elif kq.pending_requests:
+            ids_ = list(kq.pending_requests)
+            kq.pending_requests.clear()
+            for r in ids_:
+                self.lease_requests.pop(r, None)
+            self._send_node([P.CANCEL_LEASE_REQUESTS, ids_])
+
+    def _build_push(self, rec: TaskRecord, lease: Lease) -> list | None:
+        values = self.core.values
+        resolved = None
+        if rec.ref_args:
+            resolved = []
+            for pos, ref in rec.ref_args:
+                v = values.get(ref._id)
+                if v is None:  # freed meanwhile (cannot happen while rec holds the ref)
+                    self._fail(rec, SwarmError(f"argument {ref} vanished before the task ran"))
+                    return None
+                if v[0] == P.VALUE_ERROR:
+                    self._fail_with_value(rec, v)
+                    return None
+                if v[0] == P.VALUE_SHM:
+                    v = [P.VALUE_SHM, v[1], v[2], ref._id]
+                resolved.append([pos, v])
+        fn = rec.fn
+        blob = None
+        if fn.fn_id not in lease.sent_functions:
+            lease.sent_functions.add(fn.fn_id)
+            blob = fn.blob
+        lease.inflight[rec.task_id] = rec
+        rec.lease = lease
+        rec.state = f"running on worker {lease.worker_id.hex()}"
+        return [P.PUSH_TASK, rec.task_id, fn.fn_id, blob, fn.name, rec.args_blob, resolved, rec.num_returns,
+                lease.gpu_ids, self.core.address]
+
+    def _request_lease(self, kq: KeyQueue, fn_name: str) -> None:
+        req_id = next(self._req_ids)
+        kq.pending_requests.add(req_id)
+        self.lease_requests[req_id] = kq
+        self._send_node([P.REQUEST_LEASE, req_id, kq.shape, fn_name])
+
+    def _send_node(self, msg: list) -> None:
+        try:
+            self.core.node_conn.send(msg)
+        except OSError:
+            pass
+
+    # -- replies ----------------------------------------------------------------------------------
+    def on_node_message(self, m: list) -> None:
+        kind = m[0]
+        if kind == P.LEASE_GRANTED:
+            _, req_id, worker_id, address, gpu_ids = m
+            kq = self.lease_requests.pop(req_id, None)
+            if kq is not None:
+                kq.pending_requests.discard(req_id)
+            if kq is None or not kq.ready:
+                self._send_node([P.RETURN_LEASE, worker_id])
+                return
+            try:
+                conn = self.core.get_conn(address)
+            except (OSError, ConnectionError, SwarmError) as e:
+                log.warning("cannot reach leased worker %s: %s", worker_id.hex(), e)
+                self._send_node([P.RETURN_LEASE, worker_id])
+                self.pump(kq)
+                return
+            lease = Lease(worker_id, address, conn, gpu_ids, tuple(sorted(kq.shape.items())))
+            kq.leases[worker_id] = lease
+            self.leases[worker_id] = lease
+            self.pump(kq)
+        elif kind == P.LEASE_FAILED:
+            kq = self.lease_requests.pop(m[1], None)
+            if kq is None:
+                return
+            kq.pending_requests.discard(m[1])
+            err = TaskUnschedulableError(m[2])
+            while kq.ready:
+                self._fail(kq.ready.popleft(), err)
+        elif kind == P.WORKER_DIED:
+            self._on_worker_died(m[1], m[2])
+
+    def on_task_done(self, conn: Connection, m: list) -> None:
+        _, task_id, returns, exec_s, contained = m
+        lease = self.leases.get(conn.peer_id) if conn.peer_id else None
+        rec = None
+        if lease is not None:
+            rec = lease.inflight.pop(task_id, None)
+        if rec is None:
+            for lease in self.leases.values():
+                rec = lease.inflight.pop(task_id, None)
+                if rec is not None:
+                    break
+        if rec is None or lease is None:
+            return
+        lease.blocked = False
+        kq = self.queues[lease.key]
+        kq.exec_ema = exec_s if kq.exec_ema is None else 0.8 * kq.exec_ema + 0.2 * exec_s
+        if returns and returns[0][0] == P.VALUE_ERROR and rec.retry_exceptions and rec.retries_left != 0:
+            if self._should_retry_exception(rec, returns[0]):
+                rec.retries_left -= 1
+                rec.lease = None
+                self._enqueue(rec, front=True)
+                self._after_done(kq, lease)
+                return
+        core = self.core
+        if contained:
+            from swarm.object_ref import ObjectRef
+            held = [ObjectRef(oid, owner, core) for oid, owner in contained]
+            core.contained[rec.return_ids[0]] = held
+            try:
+                conn.send([P.RETURN_REFS_HELD, task_id])
+            except OSError:
+                pass
+        for rid, value in zip(rec.return_ids, returns):
+            del self.pending_returns[rid]
+            if value[0] == P.VALUE_SHM:
+                core.shm_location[rid] = (value[1], value[2])
+            core.set_value(rid, value)
+            if not core.refs.get(rid):
+                core._maybe_free(rid)
+        rec.keep = None
+        rec.ref_args = []
+        rec.state = "finished"
+        self._after_done(kq, lease)
+
+    def _after_done(self, kq: KeyQueue, lease: Lease) -> None:
+        if kq.ready:
+            self.pump(kq)
+        elif not lease.inflight:
+            lease.idle_since = time.monotonic()
+
+    def _should_retry_exception(self, rec: TaskRecord, value: list) -> bool:
+        if rec.retry_exceptions is True:
+            return True
+        try:
+            err = serialization.loads(value[1])
+        except Exception:
+            return False
+        cause = err.cause if isinstance(err, TaskError) else err
+        return isinstance(cause, tuple(rec.retry_exceptions))
+
+    def on_tasks_returned(self, conn: Connection, task_ids: list) -> None:
+        lease = self.leases.get(conn.peer_id) if conn.peer_id else None
+        if lease is None:
+            for candidate in self.leases.values():
+                if candidate.conn is conn:
+                    lease = candidate
+                    break
+        if lease is None:
+            return
+        lease.blocked = True
+        kq = self.queues[lease.key]
+        for tid in reversed(task_ids):
+            rec = lease.inflight.pop(tid, None)
+            if rec is not None:
+                rec.lease = None
+                kq.ready.appendleft(rec)
+        self.pump(kq)
+
+    def _on_worker_died(self, worker_id: bytes, cause: dict) -> None:
+        lease = self.leases.pop(worker_id, None)
+        if lease is None:
+            return
+        kq = self.queues.get(lease.key)
+        if kq is not None:
+            kq.leases.pop(worker_id, None)
+        lease.conn.close()
+        for rec in list(lease.inflight.values()):
+            rec.lease = None
+            if rec.retries_left != 0:
+                rec.retries_left -= 1
+                log.info("retrying %s: its worker died (%s)", rec.fn.name, cause.get("text"))
+                self._enqueue(rec, front=True)
+            else:
+                self._fail(rec, WorkerCrashedError(_death_message(rec, cause)))
+        lease.inflight.clear()
+        if kq is not None:
+            self.pump(kq)
+
+    def on_conn_closed(self, conn: Connection) -> None:
+        pass  # a leased worker's death is reported by the node manager, with its cause
+
+    def on_node_lost(self) -> None:
+        err = SwarmError("the node manager is gone: the cluster was shut down or crashed")
+        for kq in self.queues.values():
+            while kq.ready:
+                self._fail(kq.ready.popleft(), err)
+        for lease in list(self.leases.values()):
+            for rec in list(lease.inflight.values()):
+                self._fail(rec, err)
+            lease.inflight.clear()
+
+    def on_tick(self) -> None:
+        now = time.monotonic()
+        linger = CONFIG.lease_linger_s
+        for worker_id, lease in list(self.leases.items()):
+            if lease.idle_since is not None and not lease.inflight and now - lease.idle_since >= linger:
+                kq = self.queues[lease.key]
+                if kq.ready:
+                    continue
+                del self.leases[worker_id]
+                kq.leases.pop(worker_id, None)
+                self._send_node([P.RETURN_LEASE, worker_id])
+
+    def return_all_leases(self) -> None:
+        for worker_id in list(self.leases):
+            self._send_node([P.RETURN_LEASE, worker_id])
+        self.leases.clear()
+        for kq in self.queues.values():
+            kq.leases.clear()
+
+    # -- failure ----------------------------------------------------------------------------------
+    def _fail(self, rec: TaskRecord, err: BaseException) -> None:
+        self._fail_with_value(rec, [P.VALUE_ERROR, serialization.serialize(err).inband])
+
+    def _fail_with_value(self, rec: TaskRecord, value: list) -> None:
+        core = self.core
+        for rid in rec.return_ids:
+            self.pending_returns.pop(rid, None)
+            core.set_value(rid, value)
+            if not core.refs.get(rid):
+                core._maybe_free(rid)
+        rec.keep = None
+        rec.ref_args = []
+        rec.state = "failed"
+
+    # -- introspection ----------------------------------------------------------------------------
+    def is_pending_return(self, oid: bytes) -> bool:
+        return oid in self.pending_returns
+
+    def describe(self, oid: bytes) -> str:
+        rec = self.pending_returns.get(oid)
+        if rec is None:
+            if oid in self.core.owned:
+                return f"{oid.hex()[:16]}: ready"
+            owner = self.core.borrowed_owner.get(oid, "?")
+            return f"{oid.hex()[:16]}: owned by another process ({owner})"
+        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}): {rec.state}"
+
+
+def _fmt(shape: dict) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(shape.items())) or "no resources"
+
+
+def _death_message(rec: TaskRecord, cause: dict) -> str:
+    msg = (f"task {rec.fn.name} ({rec.task_id.hex()[:16]}) failed: the worker process running it "
+           f"(pid {cause.get('pid')}) {cause.get('text')}")
+    if cause.get("reason"):
+        msg += f" [{cause['reason']}]"
+    if cause.get("signal") == 9:
+        msg += "; SIGKILL often means it ran out of memory or was killed from outside"
+    tail = cause.get("stderr_tail")
+    if tail:
+        msg += "\nlast lines it wrote to stderr:\n" + tail
+    return msg

@@ -1,0 +1,221 @@
+"""A worker process: runs the tasks that owners push to it, one at a time, in its main thread.
+
+    reader threads (one per owner connection) ──PUSH_TASK batches──▶ queue ──▶ main thread:
+        load function (cached by id) → resolve arguments (inline bytes or read-only views of the
+        arena) → call → store returns (inline, or in the arena for the owner) → TASK_DONE
+    replies are sent in batches: when the queue runs dry, a task took longer than 1 ms, or 2 ms
+    have passed since the oldest unsent reply.
+
+A task blocked in ``get`` hands the tasks queued behind it back to their owners (TASKS_RETURNED)
+and tells the node manager, which lends its CPU to someone else meanwhile.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import queue
+import socket
+import sys
+import time
+from typing import Any
+
+from swarm.core import core_worker, protocol as P, serialization
+from swarm.core.submitter import EMPTY_ARGS
+from swarm.exceptions import SerializationError, SwarmError
+
+TAG = "\x1e"
+
+
+class TaggedStream(io.TextIOBase):
+    """stdout/stderr of a worker: before the first output of a new task, a tag line names the task,
+    so the node manager can prefix every line with where it came from."""
+
+    def __init__(self, fd: int) -> None:
+        self._raw = open(fd, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
+        self.tag = "worker"
+        self._emitted: str | None = None
+
+    def write(self, s: str) -> int:
+        if self.tag != self._emitted:
+            self._raw.write(TAG + self.tag + "\n")
+            self._emitted = self.tag
+        return self._raw.write(s)
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+
+class TaskExecutor:
+    def __init__(self, core: core_worker.CoreWorker) -> None:
+        self.core = core
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.local: collections.deque = collections.deque()
+        self.functions: dict[bytes, Any] = {}
+        self.held_return_refs: dict[bytes, list] = {}
+        self.replies: dict[Any, list] = {}
+        self.oldest_reply = 0.0
+        self.streams = (sys.stdout, sys.stderr)
+
+    def return_queued(self) -> None:
+        """Hand every queued, not yet started task back to its owner (we are about to block)."""
+        items = list(self.local)
+        self.local.clear()
+        while True:
+            try:
+                items.extend(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        by_conn: dict[Any, list] = {}
+        for conn, msg in items:
+            by_conn.setdefault(conn, []).append(msg[1])
+        self.flush()
+        for conn, task_ids in by_conn.items():
+            try:
+                conn.send([P.TASKS_RETURNED, task_ids])
+            except OSError:
+                pass
+
+    def flush(self) -> None:
+        replies, self.replies = self.replies, {}
+        for conn, msgs in replies.items():
+            try:
+                conn.send_many(msgs)
+            except OSError:
+                pass
+
+    def run_forever(self) -> None:
+        local = self.local
+        while True:
+            if not local:
+                try:
+                    batch = self.queue.get_nowait()
+                except queue.Empty:
+                    self.flush()
+                    batch = self.queue.get()
+                if batch is None:
+                    return
+                local.extend(batch)
+            conn, msg = local.popleft()
+            t0 = time.perf_counter()
+            reply = self.execute(msg)
+            now = time.perf_counter()
+            if not self.replies:
+                self.oldest_reply = now
+            self.replies.setdefault(conn, []).append(reply)
+            if now - t0 > 0.001 or now - self.oldest_reply > 0.002:
+                self.flush()
+
+    def execute(self, msg: list) -> list:
+        _, task_id, fn_id, blob, fn_name, args_blob, resolved, num_returns, gpu_ids, owner_addr = msg
+        core = self.core
+        core.current_task_id = task_id
+        core.current_task_name = fn_name
+        for s in self.streams:
+            if isinstance(s, TaggedStream):
+                s.tag = fn_name
+        t0 = time.perf_counter()
+        shm_args = None
+        contained: list = []
+        core.executing = True
+        try:
+            fn = self.functions.get(fn_id)
+            if fn is None:
+                if blob is None:
+                    raise SwarmError(f"function {fn_name} was never shipped to this worker")
+                fn = self.functions[fn_id] = serialization.loads(blob)
+            if args_blob == EMPTY_ARGS:
+                args, kwargs = (), {}
+            else:
+                args, kwargs = serialization.loads(args_blob)
+            if resolved:
+                args = list(args)
+                for pos, v in resolved:
+                    if v[0] == P.VALUE_SHM:
+                        if shm_args is None:
+                            shm_args = []
+                        shm_args.append(v[3])
+                        val = core.arena.read(v[3], v[1], v[2])
+                    else:
+                        val = serialization.loads(v[1])
+                    if type(pos) is int:
+                        args[pos] = val
+                    else:
+                        kwargs[pos] = val
+            if gpu_ids:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            result = fn(*args, **kwargs)
+            del args, kwargs
+            returns = self._store_returns(task_id, fn_name, result, num_returns, contained)
+        except Exception as e:
+            err = core_worker.format_task_exception(fn_name, e, core.node_id)
+            data = serialization.serialize(err).inband
+            returns = [[P.VALUE_ERROR, data]] * num_returns
+            contained = []
+        finally:
+            core.executing = False
+            core.current_task_id = None
+        exec_s = time.perf_counter() - t0
+        if shm_args:
+            core.pin_live_views(shm_args)
+        return [P.TASK_DONE, task_id, returns, exec_s, contained]
+
+    def _store_returns(self, task_id: bytes, fn_name: str, result: Any, num_returns: int,
+                       contained: list) -> list:
+        if num_returns == 1:
+            values = [result]
+        else:
+            if not isinstance(result, (tuple, list)) or len(result) != num_returns:
+                raise ValueError(f"{fn_name} was declared with num_returns={num_returns} but returned "
+                                 f"{type(result).__name__}"
+                                 + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+            values = list(result)
+        owner = task_id[:8]
+        out = []
+        held = []
+        for i, value in enumerate(values, 1):
+            try:
+                s = serialization.serialize(value, "return value" if num_returns == 1 else f"return value {i}")
+            except SerializationError as e:
+                raise SerializationError(f"{fn_name} returned a value that cannot be pickled: {e}") from None
+            oid = task_id + i.to_bytes(4, "big")
+            out.append(self.core.store_value(oid, s, value, owner))
+            if s.contained_refs:
+                held.extend(s.contained_refs)
+        if held:
+            self.held_return_refs[task_id] = held
+            contained.extend([r._id, r._owner] for r in held)
+        return out
+
+
+def run_worker(opts: dict) -> None:
+    from swarm import api
+
+    ctl = socket.socket(fileno=opts["ctl_fd"])
+    listener = socket.socket(fileno=opts["listen_fd"])
+    sys.stdout = TaggedStream(1)
+    sys.stderr = TaggedStream(2)
+    core = core_worker.CoreWorker(
+        mode="worker", worker_id=opts["worker_id"], node_sock=ctl, arena_fd=opts["arena_fd"],
+        token=opts["token"], listen_sock=listener, address=opts["address"],
+        node_info={"node_id": opts["node_id"], "session_dir": opts["session_dir"]})
+    executor = TaskExecutor(core)
+    core.on_tasks = executor.queue.put
+    core.on_tasks_returned_request = executor.return_queued
+    core.on_return_refs_held = executor.held_return_refs.pop
+    core_worker.set_current(core)
+    api._set_worker(core)
+    core.start()
+    core.node_conn.send([P.WORKER_READY, opts["worker_id"], os.getpid()])
+    executor.run_forever()

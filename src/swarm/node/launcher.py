@@ -1,0 +1,93 @@
+"""Starting a node manager process for a local cluster and connecting a driver to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+
+from swarm._config import CONFIG
+from swarm.core import connection, protocol as P
+
+
+def default_object_store_memory() -> int:
+    # A sparse memfd: this is a cap, not a reservation; memory is used only as objects are written.
+    return int(psutil.virtual_memory().total * CONFIG.object_store_fraction)
+
+
+def new_session_dir() -> str:
+    base = CONFIG.temp_dir
+    os.makedirs(base, mode=0o700, exist_ok=True)
+    _remove_stale_sessions(base)
+    path = os.path.join(base, f"session_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}_"
+                              f"{os.urandom(3).hex()}")
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    return path
+
+
+def _remove_stale_sessions(base: str) -> None:
+    """Session dirs whose node manager died without cleaning up (SIGKILL) are removed."""
+    import shutil
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid_file = os.path.join(base, name, "node_manager.pid")
+        try:
+            with open(pid_file) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if not psutil.pid_exists(pid):
+            shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+
+
+def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (os.path.dirname(src), env.get("PYTHONPATH")) if p])
+    proc = subprocess.Popen([sys.executable, "-m", "swarm.node.node_manager"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=env, start_new_session=True, close_fds=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write((json.dumps(opts) + "\n").encode())
+    proc.stdin.close()
+    line = proc.stdout.readline()
+    proc.stdout.close()
+    if line.strip() != b"READY":
+        proc.kill()
+        proc.wait()
+        log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")
+        detail = ""
+        try:
+            with open(log_path) as f:
+                detail = f.read()[-2000:]
+        except OSError:
+            pass
+        raise RuntimeError(f"the swarm node manager failed to start (exit code {proc.returncode})"
+                           + (f":\n{detail}" if detail else ""))
+    with open(os.path.join(opts["session_dir"], "node_manager.pid"), "w") as f:
+        f.write(str(proc.pid))
+    return proc
+
+
+def connect_driver(address: str, token: bytes, worker_id: bytes, my_address: str,
+                   log_to_driver: bool) -> tuple[socket.socket, int, dict]:
+    """Authenticate, register as a driver, receive the arena fd and the node's description."""
+    sock = connection.connect(address, token)
+    sock.sendall(P.encode([P.REGISTER_DRIVER, worker_id, my_address, os.getpid(), log_to_driver]))
+    sock.settimeout(30)
+    _, fds, _, _ = socket.recv_fds(sock, 1, 1)
+    if not fds:
+        raise ConnectionError("the node manager did not share its object store")
+    header = connection._recv_exact(sock, 4)
+    (size,) = P.HEADER.unpack(header)
+    msg = P.decode(connection._recv_exact(sock, size))
+    sock.settimeout(None)
+    return sock, fds[0], msg[2]

@@ -1,0 +1,577 @@
+"""The node manager: one single-threaded process per node.
+
+    drivers / workers ──(authenticated socket)──▶ ┌──────────── node manager ────────────┐
+                                                  │ selector loop (this thread only)      │
+    REQUEST_LEASE, RETURN_LEASE ─────────────────▶│  LeaseScheduler (resources.py)        │──fork──▶ workers
+    ALLOC, SEAL, PIN, UNPIN, RELEASE ────────────▶│  Allocator over one memfd (arena.py)  │
+    worker stdout/stderr pipes ──────────────────▶│  log files + LOG_LINES to drivers     │
+    SIGCHLD (wakeup fd) ─────────────────────────▶│  reaps workers, WORKER_DIED to owner  │
+                                                  └───────────────────────────────────────┘
+
+It never runs user code and never sits on the per-task path: owners push tasks straight to the
+workers it leases them. Being single-threaded is what makes forking workers from it safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import json
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from swarm._config import CONFIG
+from swarm.core import connection, protocol as P
+from swarm.node import process
+from swarm.node.arena import Allocator, create_memfd
+from swarm.node.resources import Grant, Infeasible, LeaseRequest, LeaseScheduler, StartWorker
+
+log = logging.getLogger("swarm.node")
+
+TAG = "\x1e"          # a worker writes TAG + task name + "\n" before output of a new task
+STDERR_TAIL_LINES = 20
+
+
+class Client:
+    """One connected core worker (a driver, or a worker's control channel)."""
+
+    __slots__ = ("sock", "reader", "worker_id", "is_driver", "pins", "unsealed", "log_to_driver", "pid")
+
+    def __init__(self, sock: socket.socket, worker_id: bytes | None = None) -> None:
+        self.sock = sock
+        self.reader = P.FrameReader()
+        self.worker_id = worker_id
+        self.is_driver = False
+        self.pins: collections.Counter[bytes] = collections.Counter()
+        self.unsealed: set[int] = set()
+        self.log_to_driver = True
+        self.pid = 0
+
+
+class Worker:
+    __slots__ = ("worker_id", "pid", "address", "client", "out_fd", "err_fd", "files", "partial",
+                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason")
+
+    def __init__(self, worker_id: bytes, pid: int, address: str) -> None:
+        self.worker_id = worker_id
+        self.pid = pid
+        self.address = address
+        self.client: Client | None = None
+        self.out_fd = -1
+        self.err_fd = -1
+        self.files: dict[int, Any] = {}
+        self.partial: dict[int, bytes] = {1: b"", 2: b""}
+        self.tag: dict[int, str] = {1: "worker", 2: "worker"}
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self.ready = False
+        self.idle_since = time.monotonic()
+        self.killed_reason: str | None = None
+
+
+class StoredObject:
+    __slots__ = ("offset", "size", "owner", "primary", "pins")
+
+    def __init__(self, offset: int, size: int, owner: bytes) -> None:
+        self.offset = offset
+        self.size = size
+        self.owner = owner
+        self.primary = True
+        self.pins = 0
+
+
+class NodeManager:
+    def __init__(self, opts: dict) -> None:
+        self.opts = opts
+        self.session_dir: str = opts["session_dir"]
+        self.token = bytes.fromhex(opts["token"])
+        self.node_id: str = opts["node_id"]
+        self.address: str = opts["address"]
+        self.exit_with_driver: bool = opts.get("exit_with_driver", True)
+        total = {"CPU": float(opts["num_cpus"])}
+        if opts.get("num_gpus"):
+            total["GPU"] = float(opts["num_gpus"])
+        total.update({k: float(v) for k, v in (opts.get("resources") or {}).items()})
+        self.num_cpus = int(opts["num_cpus"])
+        capacity = int(opts["object_store_memory"])
+        total["object_store_memory"] = float(capacity)
+        self.scheduler = LeaseScheduler({k: v for k, v in total.items() if k != "object_store_memory"})
+        self.total_resources = total
+        self.arena_fd = create_memfd(capacity)
+        self.allocator = Allocator(capacity)
+        self.objects: dict[bytes, StoredObject] = {}
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[socket.socket, Client] = {}
+        self.by_worker_id: dict[bytes, Client] = {}
+        self.workers: dict[bytes, Worker] = {}
+        self.workers_by_pid: dict[int, Worker] = {}
+        self.pipe_owner: dict[int, tuple[Worker, int]] = {}
+        self.running = True
+        self.had_driver = False
+        self.worker_counter = 0
+        self.logs_dir = os.path.join(self.session_dir, "logs")
+        os.makedirs(self.logs_dir, exist_ok=True)
+
+    # -- start / stop ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.listener = connection.listen(self.address)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop("SIGTERM"))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        gc.freeze()
+        for _ in range(self.num_cpus):
+            self._start_worker()
+
+    def _stop(self, why: str) -> None:
+        log.info("node manager stopping: %s", why)
+        self.running = False
+
+    def run(self) -> None:
+        next_tick = time.monotonic() + 1.0
+        while self.running:
+            timeout = max(0.0, next_tick - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                what, obj = key.data
+                try:
+                    if what == "client":
+                        self._on_client_readable(obj)
+                    elif what == "pipe":
+                        self._on_pipe(key.fd)
+                    elif what == "accept":
+                        self._accept()
+                    elif what == "wake":
+                        self._on_wake()
+                except Exception:
+                    log.exception("node manager error handling %s", what)
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + 1.0
+                self._reap_idle_workers()
+        self.teardown()
+
+    def teardown(self) -> None:
+        for w in list(self.workers.values()):
+            try:
+                os.killpg(w.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5.0
+        while self.workers_by_pid and time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            w = self.workers_by_pid.pop(pid, None)
+            if w:
+                self._close_worker_pipes(w)
+        for c in list(self.clients.values()):
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        os.close(self.arena_fd)
+        if not CONFIG.keep_session_dir and not self.opts.get("keep_session_dir"):
+            shutil.rmtree(self.session_dir, ignore_errors=True)
+
+    # -- workers ----------------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        self.worker_counter += 1
+        worker_id = os.urandom(8)
+        address = f"unix:swarm-{self.node_id}-{worker_id.hex()}"
+        lsock = connection.listen(address)
+        nm_end, w_end = process.socketpair()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        opts = {"worker_id": worker_id, "address": address, "node_id": self.node_id,
+                "arena_fd": self.arena_fd, "ctl_fd": w_end.fileno(), "listen_fd": lsock.fileno(),
+                "token": self.token, "session_dir": self.session_dir,
+                "capacity": self.allocator.capacity}
+
+        def child_main() -> None:
+            from swarm.core.worker_main import run_worker
+            run_worker(opts)
+
+        pid = process.fork_worker(child_main, {self.arena_fd, w_end.fileno(), lsock.fileno()},
+                                  out_w, err_w, os.getpid())
+        lsock.close()
+        w_end.close()
+        os.close(out_w)
+        os.close(err_w)
+        w = Worker(worker_id, pid, address)
+        w.out_fd, w.err_fd = out_r, err_r
+        base = os.path.join(self.logs_dir, f"worker-{worker_id.hex()}-{pid}")
+        w.files = {1: open(base + ".out", "ab"), 2: open(base + ".err", "ab")}
+        for fd, stream in ((out_r, 1), (err_r, 2)):
+            os.set_blocking(fd, False)
+            self.pipe_owner[fd] = (w, stream)
+            self.sel.register(fd, selectors.EVENT_READ, ("pipe", None))
+        client = Client(nm_end, worker_id)
+        client.pid = pid
+        w.client = client
+        nm_end.setblocking(True)
+        self.clients[nm_end] = client
+        self.by_worker_id[worker_id] = client
+        self.sel.register(nm_end, selectors.EVENT_READ, ("client", client))
+        self.workers[worker_id] = w
+        self.workers_by_pid[pid] = w
+
+    def _reap_idle_workers(self) -> None:
+        idle = self.scheduler.idle_workers
+        excess = len(self.workers) - self.num_cpus
+        now = time.monotonic()
+        for wid in list(idle):
+            if excess <= 0:
+                break
+            w = self.workers.get(wid)
+            if w and now - w.idle_since > CONFIG.idle_worker_timeout_s:
+                idle.remove(wid)
+                w.killed_reason = "idle"
+                try:
+                    os.killpg(w.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                excess -= 1
+
+    def _on_wake(self) -> None:
+        try:
+            while os.read(self.wake_r, 4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            w = self.workers_by_pid.pop(pid, None)
+            if w is not None:
+                self._worker_exited(w, status)
+
+    def _worker_exited(self, w: Worker, status: int) -> None:
+        # drain what it wrote last: the cause of death is often there
+        for fd in (w.out_fd, w.err_fd):
+            if fd in self.pipe_owner:
+                self._on_pipe(fd, final=True)
+        self._close_worker_pipes(w)
+        text, code, sig = process.describe_exit(status)
+        self.workers.pop(w.worker_id, None)
+        if w.client is not None:
+            self._drop_client(w.client)
+        lease_req, actions = self.scheduler.worker_died(w.worker_id)
+        if lease_req is not None and w.killed_reason != "idle":
+            tail = "\n".join(w.stderr_tail)
+            cause = {"text": text, "exit_code": code, "signal": sig, "pid": w.pid,
+                     "stderr_tail": tail, "reason": w.killed_reason}
+            holder = lease_req.client
+            if isinstance(holder, Client):
+                self._send(holder, [P.WORKER_DIED, w.worker_id, cause])
+        self._apply(actions)
+
+    def _close_worker_pipes(self, w: Worker) -> None:
+        for fd in (w.out_fd, w.err_fd):
+            if fd in self.pipe_owner:
+                del self.pipe_owner[fd]
+                try:
+                    self.sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+                os.close(fd)
+        for f in w.files.values():
+            f.close()
+        w.files = {}
+
+    # -- worker output ----------------------------------------------------------------------------
+    def _on_pipe(self, fd: int, final: bool = False) -> None:
+        owner = self.pipe_owner.get(fd)
+        if owner is None:
+            return
+        w, stream = owner
+        chunks = []
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                if not final:
+                    self.pipe_owner.pop(fd, None)
+                    self.sel.unregister(fd)
+                    os.close(fd)
+                    if stream == 1:
+                        w.out_fd = -1
+                    else:
+                        w.err_fd = -1
+                break
+            chunks.append(data)
+            if not final and len(data) < 65536:
+                break
+        if not chunks:
+            return
+        data = w.partial[stream] + b"".join(chunks)
+        lines = data.split(b"\n")
+        w.partial[stream] = lines.pop()
+        out = []
+        f = w.files.get(stream)
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            if line.startswith(TAG):
+                w.tag[stream] = line[1:]
+                continue
+            if f is not None:
+                f.write(raw + b"\n")
+            if stream == 2:
+                w.stderr_tail.append(line)
+            out.append([stream, f"{w.tag[stream]} pid={w.pid}", line])
+        if f is not None:
+            f.flush()
+            self._maybe_rotate(w, stream)
+        if out:
+            for c in self.clients.values():
+                if c.is_driver and c.log_to_driver:
+                    self._send(c, [P.LOG_LINES, out])
+
+    def _maybe_rotate(self, w: Worker, stream: int) -> None:
+        f = w.files[stream]
+        if f.tell() < CONFIG.log_rotate_bytes:
+            return
+        path = f.name
+        f.close()
+        for i in range(CONFIG.log_rotate_keep - 1, 0, -1):
+            if os.path.exists(f"{path}.{i}"):
+                os.replace(f"{path}.{i}", f"{path}.{i + 1}")
+        os.replace(path, f"{path}.1")
+        w.files[stream] = open(path, "ab")
+
+    # -- clients ----------------------------------------------------------------------------------
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(True)
+            if not connection.server_handshake(sock, self.token):
+                sock.close()
+                continue
+            client = Client(sock)
+            self.clients[sock] = client
+            self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+
+    def _on_client_readable(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(1 << 18)
+        except (ConnectionError, OSError):
+            data = b""
+        if not data:
+            self._drop_client(client)
+            return
+        try:
+            msgs = client.reader.feed(data)
+        except P.FrameError as e:
+            log.warning("dropping a client that sent a bad frame: %s", e)
+            self._drop_client(client)
+            return
+        for msg in msgs:
+            try:
+                self._handle(client, msg)
+            except (IndexError, TypeError, ValueError, KeyError) as e:
+                log.warning("dropping a client that sent a malformed message %r: %s", msg[:1], e)
+                self._drop_client(client)
+                return
+
+    def _drop_client(self, client: Client) -> None:
+        if self.clients.pop(client.sock, None) is None:
+            return
+        try:
+            self.sel.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        try:
+            client.sock.close()
+        except OSError:
+            pass
+        if client.worker_id is not None and self.by_worker_id.get(client.worker_id) is client:
+            del self.by_worker_id[client.worker_id]
+        for oid, n in client.pins.items():
+            obj = self.objects.get(oid)
+            if obj is not None:
+                obj.pins -= n
+                self._maybe_free(oid, obj)
+        for offset in client.unsealed:
+            self.allocator.free(offset)
+        if client.worker_id is not None:
+            for oid in [o for o, obj in self.objects.items() if obj.owner == client.worker_id]:
+                self._release(oid)
+        for wid in self.scheduler.client_gone(client):
+            self._apply(self.scheduler.release(wid))
+        if client.is_driver and self.exit_with_driver:
+            if not any(c.is_driver for c in self.clients.values()):
+                self._stop("the driver disconnected")
+
+    def _send(self, client: Client, msg: list) -> None:
+        try:
+            client.sock.sendall(P.encode(msg))
+        except OSError:
+            pass
+
+    def _apply(self, actions: list) -> None:
+        for a in actions:
+            if isinstance(a, Grant):
+                w = self.workers.get(a.worker_id)
+                if w is None:
+                    continue
+                self._send(a.request.client, [P.LEASE_GRANTED, a.request.req_id, a.worker_id, w.address,
+                                              a.gpu_ids])
+            elif isinstance(a, Infeasible):
+                self._send(a.request.client, [P.LEASE_FAILED, a.request.req_id, a.message])
+            elif isinstance(a, StartWorker):
+                self._start_worker()
+
+    def _handle(self, c: Client, msg: list) -> None:
+        kind = msg[0]
+        if kind == P.REQUEST_LEASE:
+            self._apply(self.scheduler.request(LeaseRequest(msg[1], c, msg[2], msg[3])))
+        elif kind == P.RETURN_LEASE:
+            wid = msg[1]
+            lease = self.scheduler.leases.get(wid)
+            if lease is not None and lease[0].client is c:
+                w = self.workers.get(wid)
+                if w is not None:
+                    w.idle_since = time.monotonic()
+                self._apply(self.scheduler.release(wid))
+        elif kind == P.ALLOC:
+            offset = self.allocator.alloc(msg[2])
+            if offset is None:
+                self._send(c, [P.ALLOC_REPLY, msg[1], -1, self._store_full_message(msg[2])])
+            else:
+                c.unsealed.add(offset)
+                self._send(c, [P.ALLOC_REPLY, msg[1], offset, ""])
+        elif kind == P.SEAL:
+            _, req_id, oid, offset, size, owner = msg
+            c.unsealed.discard(offset)
+            if owner in self.by_worker_id or owner == c.worker_id:
+                self.objects[oid] = StoredObject(offset, size, owner)
+            else:  # the owner is already gone: nobody can ever read it
+                self.allocator.free(offset)
+            self._send(c, [P.PIN_REPLY, req_id, offset, size])
+        elif kind == P.PIN:
+            obj = self.objects.get(msg[2])
+            if obj is None:
+                self._send(c, [P.PIN_REPLY, msg[1], -1, 0])
+            else:
+                obj.pins += 1
+                c.pins[msg[2]] += 1
+                self._send(c, [P.PIN_REPLY, msg[1], obj.offset, obj.size])
+        elif kind == P.UNPIN:
+            for oid in msg[1]:
+                if c.pins.get(oid, 0) > 0:
+                    c.pins[oid] -= 1
+                    if not c.pins[oid]:
+                        del c.pins[oid]
+                    obj = self.objects.get(oid)
+                    if obj is not None:
+                        obj.pins -= 1
+                        self._maybe_free(oid, obj)
+        elif kind == P.RELEASE:
+            for oid in msg[1]:
+                self._release(oid)
+        elif kind == P.WORKER_BLOCKED:
+            if c.worker_id is not None:
+                self._apply(self.scheduler.block(c.worker_id))
+        elif kind == P.WORKER_UNBLOCKED:
+            if c.worker_id is not None:
+                self.scheduler.unblock(c.worker_id)
+        elif kind == P.CANCEL_LEASE_REQUESTS:
+            self.scheduler.cancel(c, msg[1])
+        elif kind == P.WORKER_READY:
+            w = self.workers.get(c.worker_id)  # type: ignore[arg-type]
+            if w is not None and not w.ready:
+                w.ready = True
+                self._apply(self.scheduler.worker_ready(w.worker_id))
+        elif kind == P.REGISTER_DRIVER:
+            _, worker_id, address, pid, log_to_driver = msg
+            c.worker_id = worker_id
+            c.is_driver = True
+            c.pid = pid
+            c.log_to_driver = log_to_driver
+            self.had_driver = True
+            self.by_worker_id[worker_id] = c
+            socket.send_fds(c.sock, [b"F"], [self.arena_fd])
+            self._send(c, [P.CLUSTER_INFO_REPLY, 0, self._info()])
+        elif kind == P.CLUSTER_INFO:
+            self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
+        elif kind == P.SHUTDOWN:
+            self._stop("asked to shut down")
+        else:
+            raise ValueError(f"unknown message kind {kind}")
+
+    # -- objects ----------------------------------------------------------------------------------
+    def _release(self, oid: bytes) -> None:
+        obj = self.objects.get(oid)
+        if obj is not None and obj.primary:
+            obj.primary = False
+            self._maybe_free(oid, obj)
+
+    def _maybe_free(self, oid: bytes, obj: StoredObject) -> None:
+        if not obj.primary and obj.pins <= 0:
+            del self.objects[oid]
+            self.allocator.free(obj.offset)
+
+    def _store_full_message(self, size: int) -> str:
+        top = sorted(self.objects.items(), key=lambda kv: -kv[1].size)[:5]
+        held = ", ".join(f"{oid.hex()[:16]} ({o.size / 2**20:.1f} MiB, "
+                         f"{'referenced' if o.primary else 'pinned by a reader'})" for oid, o in top)
+        return (f"the object store cannot fit {size / 2**20:.1f} MiB: {self.allocator.used / 2**20:.1f} of "
+                f"{self.allocator.capacity / 2**20:.1f} MiB are in use by {len(self.objects)} objects "
+                f"(largest: {held or 'none'}); drop references to objects you no longer need or start "
+                f"swarm with a larger object_store_memory")
+
+    def _info(self) -> dict:
+        avail = dict(self.scheduler.available)
+        avail["object_store_memory"] = float(self.allocator.capacity - self.allocator.used)
+        return {"node_id": self.node_id, "address": self.address, "total": self.total_resources,
+                "available": avail, "session_dir": self.session_dir, "pid": os.getpid(),
+                "capacity": self.allocator.capacity, "num_workers": len(self.workers),
+                "demand": self.scheduler.demand(), "node_ip": self.opts.get("node_ip", "127.0.0.1")}
+
+
+def main() -> None:
+    opts = json.loads(sys.stdin.readline())
+    log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    logging.basicConfig(filename=log_path, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    nm = NodeManager(opts)
+    nm.start()
+    # Tell the parent we are ready, then stop writing to its pipe.
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    nm.run()
+
+
+if __name__ == "__main__":
+    main()
