@@ -6,6 +6,20 @@ import hashlib
 import inspect
 from typing import Any, Callable
 
+from swarm.core import core_worker, serialization
+from swarm.core.submitter import FunctionEntry
+
+_api_module: Any = None
+
+
+def _api() -> Any:
+    global _api_module
+    if _api_module is None:
+        from swarm import api
+        _api_module = api
+    return _api_module
+
+
 TASK_OPTIONS = {"num_cpus", "num_gpus", "resources", "num_returns", "max_retries", "retry_exceptions",
                 "scheduling_strategy", "name", "memory", "runtime_env", "max_calls", "accelerator_type",
                 "_metadata", "label_selector", "enable_task_events", "placement_group",
@@ -68,7 +82,7 @@ class RemoteFunction:
 
     def options(self, **options: Any) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._name}")
-        return _BoundOptions(self, {**self._options, **options})
+        return _BoundOptions(self, _merge(self._options, options))
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         return self._submit(args, kwargs, self._options)
@@ -77,11 +91,8 @@ class RemoteFunction:
         raise NotImplementedError("DAG building with .bind() is not supported yet; use .remote()")
 
     def _submit(self, args: tuple, kwargs: dict, opts: dict) -> Any:
-        from swarm import api
-        from swarm.core import core_worker, serialization
-        from swarm.core.submitter import FunctionEntry
-
-        worker = api._auto_init()
+        api = _api()
+        worker = api._worker or api._auto_init()
         n = opts["num_returns"]
         name = opts.get("name") or self._name
         if worker.mode == "local":
@@ -92,10 +103,13 @@ class RemoteFunction:
                 fn_id = hashlib.blake2b(blob, digest_size=16).digest()
                 self._entry = FunctionEntry(fn_id, blob, name)
                 self._entry_session = worker
+            shape = opts.get("_shape")
+            if shape is None:
+                shape = opts["_shape"] = resource_shape(opts)
             retry = opts.get("retry_exceptions") or False
             if isinstance(retry, (list, tuple)):
                 retry = list(retry)
-            refs = core_worker.submit_task(worker, self._entry, args, kwargs, n, resource_shape(opts),
+            refs = core_worker.submit_task(worker, self._entry, args, kwargs, n, shape,
                                            opts.get("max_retries", 3), retry)
         if n == 1:
             return refs[0]
@@ -112,7 +126,13 @@ class _BoundOptions:
 
     def options(self, **options: Any) -> _BoundOptions:
         validate_options(options, TASK_OPTIONS, f"remote function {self._rf._name}")
-        return _BoundOptions(self._rf, {**self._options, **options})
+        return _BoundOptions(self._rf, _merge(self._options, options))
+
+
+def _merge(base: dict, options: dict) -> dict:
+    merged = {**base, **options}
+    merged.pop("_shape", None)  # derived from the resource options: recomputed on first submit
+    return merged
 
 
 def make_remote(target: Any, options: dict) -> Any:

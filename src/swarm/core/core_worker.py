@@ -282,6 +282,7 @@ class CoreWorker:
     # -- peer messages ----------------------------------------------------------------------------
     def _on_messages(self, conn: connection.Connection, msgs: list) -> None:
         tasks = None
+        done = False
         with self._lock:
             for m in msgs:
                 kind = m[0]
@@ -291,6 +292,7 @@ class CoreWorker:
                     tasks.append((conn, m))
                 elif kind == P.TASK_DONE:
                     self.submitter.on_task_done(conn, m)
+                    done = True
                 elif kind == P.GET_OBJECT:
                     self._serve_get_object(conn, m[1])
                 elif kind == P.OBJECT_VALUE:
@@ -319,6 +321,8 @@ class CoreWorker:
                             self.conns_by_addr[m[2]] = conn
                 else:
                     log.warning("unexpected message kind %s from %s", kind, conn.name)
+            if done:
+                self.submitter.pump_dirty()
         if tasks is not None and self.on_tasks is not None:
             self.on_tasks(tasks)
         if self._decrefs:
@@ -733,8 +737,11 @@ def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_return
         keep = s.contained_refs or None
     rec = TaskRecord(core.ids.task_id(), fn, blob, ref_args, keep, num_returns, shape, max_retries,
                      retry_exceptions)
-    refs = [ObjectRef(rid, core.address, core) for rid in rec.return_ids]
+    address = core.address
+    refs = [ObjectRef(rid, address, core, True) for rid in rec.return_ids]
     with core._lock:
+        for rid in rec.return_ids:
+            core.refs[rid] = 1
         core.submitter.submit(rec)
     return refs
 

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PENDING_LEASE_REQUESTS = 8
+PRIME_DEPTH = 2
+QUEUED = "queued, waiting for a worker"
 EMPTY_ARGS = serialization.serialize(((), {})).inband
 
 
@@ -106,6 +108,7 @@ class TaskSubmitter:
         self.lease_requests: dict[int, KeyQueue] = {}
         self.leases: dict[bytes, Lease] = {}
         self.pending_returns: dict[bytes, TaskRecord] = {}
+        self.dirty: list[KeyQueue] = []
         self._req_ids = iter(range(1, 1 << 62))
 
     # -- submission -------------------------------------------------------------------------------
@@ -133,17 +136,26 @@ class TaskSubmitter:
         kq = self.queues.get(rec.key)
         if kq is None:
             kq = self.queues[rec.key] = KeyQueue(rec.shape)
-        rec.state = f"queued for a worker with {_fmt(rec.shape)}"
+        rec.state = QUEUED
         if front:
             kq.ready.appendleft(rec)
         else:
             kq.ready.append(rec)
-        self.pump(kq)
+        # From the submitting thread, only prime each worker with PRIME_DEPTH tasks: the rest go in
+        # batches when replies come back (pump_dirty), one send carrying many tasks.
+        self.pump(kq, PRIME_DEPTH)
 
-    def pump(self, kq: KeyQueue) -> None:
+    def pump_dirty(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for kq in dirty:
+            self.pump(kq)
+
+    def pump(self, kq: KeyQueue, max_depth: int | None = None) -> None:
         ready = kq.ready
         if ready and kq.leases:
             depth = kq.depth()
+            if max_depth is not None and max_depth < depth:
+                depth = max_depth
             while ready:
                 best = None
                 for lease in kq.leases.values():
@@ -265,6 +277,8 @@ class TaskSubmitter:
         lease.blocked = False
         kq = self.queues[lease.key]
         kq.exec_ema = exec_s if kq.exec_ema is None else 0.8 * kq.exec_ema + 0.2 * exec_s
+        if kq.ready and kq not in self.dirty:
+            self.dirty.append(kq)
         if returns and returns[0][0] == P.VALUE_ERROR and rec.retry_exceptions and rec.retries_left != 0:
             if self._should_retry_exception(rec, returns[0]):
                 rec.retries_left -= 1
@@ -294,9 +308,7 @@ class TaskSubmitter:
         self._after_done(kq, lease)
 
     def _after_done(self, kq: KeyQueue, lease: Lease) -> None:
-        if kq.ready:
-            self.pump(kq)
-        elif not lease.inflight:
+        if not kq.ready and not lease.inflight:
             lease.idle_since = time.monotonic()
 
     def _should_retry_exception(self, rec: TaskRecord, value: list) -> bool:
@@ -405,7 +417,10 @@ class TaskSubmitter:
                 return f"{oid.hex()[:16]}: ready"
             owner = self.core.borrowed_owner.get(oid, "?")
             return f"{oid.hex()[:16]}: owned by another process ({owner})"
-        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}): {rec.state}"
+        state = rec.state
+        if state is QUEUED:
+            state = f"queued, waiting for a worker with {_fmt(rec.shape)}"
+        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}): {state}"
 
 
 def _fmt(shape: dict) -> str:
