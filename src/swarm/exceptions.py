@@ -48,7 +48,7 @@ class TaskError(SwarmError):
             return self
         try:
             cls = _dual_class(cause_cls)
-            err = cls.__new__(cls)
+            err = cls.__new__(cls)  # type: ignore[call-overload]
             TaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid,
                                self.node, self.cause_repr)
             err.args = self.cause.args if self.cause is not None else ()

@@ -20,7 +20,7 @@ import os
 import socket
 import struct
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 from swarm.core import protocol
 from swarm.exceptions import AuthenticationError, ProtocolVersionError
@@ -48,7 +48,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def parse_address(address: str) -> tuple[int, object]:
+def parse_address(address: str) -> tuple[int, Any]:
     """'unix:NAME' (abstract namespace) or 'tcp:HOST:PORT' -> (family, sockaddr)."""
     if address.startswith("unix:"):
         return socket.AF_UNIX, "\0" + address[5:]

@@ -624,7 +624,8 @@ class CoreWorker:
                                 pass
                             if not ws:
                                 del self.waiters[oid]
-        ready, not_ready = [], []
+        ready: list = []
+        not_ready: list = []
         for r in refs:
             if len(ready) < num_returns and r._id in values:
                 ready.append(r)

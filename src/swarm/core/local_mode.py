@@ -82,7 +82,7 @@ class LocalModeWorker:
         except Exception as e:
             err = core_worker.format_task_exception(name, e, self.node_id)
             out = [(False, serialization.serialize(err).inband)] * num_returns
-        return [self._new_ref(rid, ok, data) for rid, (ok, data) in zip(rids, out)]
+        return [self._new_ref(rid, ok, data) for rid, (ok, data) in zip(rids, out, strict=True)]
 
     def get(self, refs: list, timeout: float | None) -> list:
         return [self._resolve(r) for r in refs]

@@ -14,6 +14,7 @@ returned to the node manager. Everything here runs under the core worker's lock.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import math
 import time
@@ -121,13 +122,13 @@ class TaskSubmitter:
             oid = ref._id
             if oid not in core.values:
                 rec.deps_pending += 1
-                core.add_waiter(oid, lambda _oid, rec=rec: self._dep_ready(rec))
+                core.add_waiter(oid, functools.partial(self._dep_ready, rec))
                 if oid not in core.owned:
                     core.request_borrowed(oid)
         if rec.deps_pending == 0:
             self._enqueue(rec)
 
-    def _dep_ready(self, rec: TaskRecord) -> None:
+    def _dep_ready(self, rec: TaskRecord, _oid: bytes) -> None:
         rec.deps_pending -= 1
         if rec.deps_pending == 0:
             self._enqueue(rec)
@@ -295,7 +296,7 @@ class TaskSubmitter:
                 conn.send([P.RETURN_REFS_HELD, task_id])
             except OSError:
                 pass
-        for rid, value in zip(rec.return_ids, returns):
+        for rid, value in zip(rec.return_ids, returns, strict=True):
             del self.pending_returns[rid]
             if value[0] == P.VALUE_SHM:
                 core.shm_location[rid] = (value[1], value[2])

@@ -136,11 +136,10 @@ class TaskExecutor:
                     raise SwarmError(f"function {fn_name} was never shipped to this worker")
                 fn = self.functions[fn_id] = serialization.loads(blob)
             if args_blob == EMPTY_ARGS:
-                args, kwargs = (), {}
+                args, kwargs = [], {}
             else:
                 args, kwargs = serialization.loads(args_blob)
             if resolved:
-                args = list(args)
                 for pos, v in resolved:
                     if v[0] == P.VALUE_SHM:
                         if shm_args is None:
@@ -155,6 +154,8 @@ class TaskExecutor:
                         kwargs[pos] = val
             if gpu_ids:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            elif "CUDA_VISIBLE_DEVICES" in os.environ:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a task without GPUs must not use one
             result = fn(*args, **kwargs)
             del args, kwargs
             returns = self._store_returns(task_id, fn_name, result, num_returns, contained)
@@ -186,7 +187,8 @@ class TaskExecutor:
         held = []
         for i, value in enumerate(values, 1):
             try:
-                s = serialization.serialize(value, "return value" if num_returns == 1 else f"return value {i}")
+                what = "return value" if num_returns == 1 else f"return value {i}"
+                s = serialization.serialize(value, what)
             except SerializationError as e:
                 raise SerializationError(f"{fn_name} returned a value that cannot be pickled: {e}") from None
             oid = task_id + i.to_bytes(4, "big")

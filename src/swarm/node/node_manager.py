@@ -173,9 +173,9 @@ class NodeManager:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            w = self.workers_by_pid.pop(pid, None)
-            if w:
-                self._close_worker_pipes(w)
+            dead = self.workers_by_pid.pop(pid, None)
+            if dead is not None:
+                self._close_worker_pipes(dead)
         for c in list(self.clients.values()):
             try:
                 c.sock.close()
@@ -428,7 +428,7 @@ class NodeManager:
             if not any(c.is_driver for c in self.clients.values()):
                 self._stop("the driver disconnected")
 
-    def _send(self, client: Client, msg: list) -> None:
+    def _send(self, client: Any, msg: list) -> None:
         try:
             client.sock.sendall(P.encode(msg))
         except OSError:
