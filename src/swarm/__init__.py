@@ -11,14 +11,17 @@ Packages: ``core`` (the runtime in every process: submission, objects, reference
 (drop-ins and helpers). This module re-exports the public API from ``api.py``.
 """
 
-from swarm import exceptions
+from swarm import actor, exceptions
+from swarm.actor import ActorClass, ActorHandle, method
 from swarm.api import (
     available_resources,
     cluster_resources,
     get,
+    get_actor,
     get_runtime_context,
     init,
     is_initialized,
+    kill,
     nodes,
     put,
     remote,
@@ -30,4 +33,5 @@ from swarm.object_ref import ObjectRef
 __version__ = "0.1.0"
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
-           "cluster_resources", "available_resources", "nodes", "ObjectRef", "exceptions", "__version__"]
+           "cluster_resources", "available_resources", "nodes", "ObjectRef", "exceptions", "__version__",
+           "kill", "get_actor", "method", "actor", "ActorClass", "ActorHandle"]

@@ -223,6 +223,31 @@ def put(value: Any) -> ObjectRef:
     return _auto_init().put(value)
 
 
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """Kill an actor now (its process is SIGKILLed); pending and later calls raise ActorDiedError."""
+    from swarm.actor import ActorHandle
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; to stop a task use "
+                        f"swarm.cancel(ref)")
+    w = _require_worker()
+    w.node_conn.send([P.KILL_ACTOR, actor._id, "it was killed by swarm.kill()"])
+
+
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """The handle of the live actor called ``name`` (in ``namespace``, default: this job's)."""
+    from swarm.actor import ActorHandle
+    if not isinstance(name, str) or not name:
+        raise ValueError("get_actor() needs the actor's name (a non-empty string)")
+    w = _require_worker()
+    ns = namespace or getattr(w, "namespace", "default")
+    info = w.nm_call(lambda r: [P.GET_ACTOR, r, None, name, ns, False])[2]
+    if info is None or info.get("state") == "DEAD":
+        raise ValueError(f"no live actor named {name!r} in namespace {ns!r}"
+                         + (f" (it died: {info.get('death_cause')})" if info else "")
+                         + "; check the name and namespace (get_actor(name, namespace=...))")
+    return ActorHandle(info["actor_id"], info, info["owner"], w)
+
+
 def get_runtime_context() -> RuntimeContext:
     return RuntimeContext(_auto_init())
 
@@ -254,5 +279,5 @@ def nodes() -> list[dict]:
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
-           "cluster_resources", "available_resources", "nodes"]
+           "cluster_resources", "available_resources", "nodes", "kill", "get_actor"]
 

@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import swarm
@@ -145,6 +150,31 @@ def return_lock():
 @swarm.remote
 def noop(*args, **kwargs):
     return None
+
+
+@swarm.remote
+def raise_given(cls, *args):
+    raise cls(*args)
+
+
+@swarm.remote
+def double(x):
+    return 2 * x
+
+
+@swarm.remote
+def sum_of_doubles(n):
+    return sum(swarm.get([double.remote(i) for i in range(n)], timeout=TIMEOUT))
+
+
+@swarm.remote
+def countdown(n):
+    return 0 if n == 0 else 1 + swarm.get(countdown.remote(n - 1), timeout=TIMEOUT)
+
+
+@swarm.remote
+def array_total(a):
+    return int(a.sum())
 
 
 class _Writer:
@@ -357,6 +387,25 @@ def test_nested_fan_out_does_not_deadlock(cluster):
     assert swarm.get(parents, timeout=TIMEOUT) == expected
 
 
+@pytest.mark.xfail(reason="runtime bug: a remote function pickled by value carries its cached "
+                          "_entry_session (a CoreWorker), so a task whose code uses a remote function the "
+                          "driver already called cannot be submitted", strict=True)
+def test_task_using_remote_function_already_called_by_driver(cluster):
+    assert swarm.get(double.remote(4), timeout=TIMEOUT) == 8
+    assert swarm.get(sum_of_doubles.remote(5), timeout=TIMEOUT) == 20
+
+
+@pytest.mark.xfail(reason="runtime bug: after shutdown()+init(), a recursive remote function cannot "
+                          "be pickled (its global refers to itself with the old session's CoreWorker)",
+                   strict=True)
+def test_recursive_task_after_reinit(isolated):
+    swarm.init(num_cpus=2)
+    assert swarm.get(countdown.remote(3), timeout=TIMEOUT) == 3
+    swarm.shutdown()
+    swarm.init(num_cpus=2)
+    assert swarm.get(countdown.remote(3), timeout=TIMEOUT) == 3
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 def test_task_exception_reraised_at_get(cluster):
@@ -374,6 +423,21 @@ def test_task_exception_reraised_at_get(cluster):
     # the error is also raised when the ref is part of a list
     with pytest.raises(TaskError):
         swarm.get([inc.remote(1), ref], timeout=TIMEOUT)
+
+
+@pytest.mark.xfail(reason="runtime bug: an exception whose __init__ signature differs from its args "
+                          "cannot be unpickled; get raises a bare TypeError", strict=True)
+def test_exception_with_custom_init_signature(cluster):
+    class PairError(Exception):
+        def __init__(self, a, b):
+            super().__init__(f"pair {a}/{b}")
+            self.a, self.b = a, b
+
+    with pytest.raises(TaskError) as info:
+        swarm.get(raise_given.remote(PairError, 1, 2), timeout=TIMEOUT)
+    assert "pair 1/2" in str(info.value)
+    assert "raise_given" in str(info.value)
+    assert isinstance(info.value, PairError)
 
 
 def test_failed_dependency_fails_dependent(cluster):
@@ -458,8 +522,8 @@ def test_infeasible_cpu_request_errors(cluster):
     with pytest.raises(TaskUnschedulableError) as info:
         swarm.get(ref, timeout=TIMEOUT)
     msg = str(info.value)
-    assert "CPU" in msg and "64" in msg
-    assert "2" in msg.replace("64", "")  # the cluster's total of 2 CPUs is stated
+    assert re.search(r"64(\.0)?\s*CPU|CPU\W{0,4}64\b", msg), msg  # the request
+    assert re.search(r"\b2(\.0)?\s*CPU|CPU\W{0,4}2(\.0)?\b", msg), msg  # the cluster's total
 
 
 def test_infeasible_custom_resource_errors(cluster):
@@ -468,7 +532,8 @@ def test_infeasible_custom_resource_errors(cluster):
         swarm.get(ref, timeout=TIMEOUT)
     msg = str(info.value)
     assert "nope" in msg
-    assert "CPU" in msg  # the cluster's resources are listed
+    assert re.search(r"\b2(\.0)?\s*CPU|CPU\W{0,4}2(\.0)?\b", msg), msg  # the cluster's total
+    assert "custom" in msg
 
 
 def test_cluster_resources_and_nodes(cluster):
@@ -561,6 +626,24 @@ def test_local_mode_exceptions(isolated):
         swarm.get(inc.remote(ref), timeout=TIMEOUT)
 
 
+@pytest.mark.xfail(reason="runtime bug: local mode drops pickle-5 out-of-band buffers, so numpy "
+                          "arrays fail in put/get, as arguments and as return values", strict=True)
+def test_local_mode_numpy_values(isolated):
+    swarm.init(local_mode=True)
+    a = np.arange(1000, dtype=np.int64)
+    np.testing.assert_array_equal(swarm.get(swarm.put(a), timeout=TIMEOUT), a)
+    assert swarm.get(array_total.remote(a), timeout=TIMEOUT) == int(a.sum())
+    np.testing.assert_array_equal(swarm.get(identity.remote(a), timeout=TIMEOUT), a)
+
+
+@pytest.mark.xfail(reason="runtime bug: in local mode an unpicklable argument fails at get (as a "
+                          "TaskError), not at .remote()", strict=True)
+def test_local_mode_unpicklable_argument_fails_at_remote(isolated):
+    swarm.init(local_mode=True)
+    with pytest.raises(SerializationError, match=r"args\[0\]\.writer\._lock"):
+        noop.remote(_Holder())
+
+
 # -- serialization errors -------------------------------------------------------------------------
 
 def test_unpicklable_argument_fails_at_remote(cluster):
@@ -589,3 +672,30 @@ def test_unpicklable_return_value_fails_at_get(cluster):
     assert "_thread.lock" in msg
     # the worker survives: later tasks still run
     assert swarm.get(inc.remote(1), timeout=TIMEOUT) == 2
+
+
+# -- driver scripts -------------------------------------------------------------------------------
+
+@pytest.mark.xfail(reason="runtime bug: workers do not get the driver script's directory on sys.path "
+                          "(Ray adds it), so objects of a module next to the script fail to unpickle",
+                   strict=True)
+def test_driver_script_sibling_module_importable_in_workers(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "helpers_mod.py").write_text("class Point:\n    def __init__(self, x):\n        self.x = x\n")
+    (app / "driver.py").write_text(textwrap.dedent("""
+        import swarm
+        import helpers_mod
+
+        @swarm.remote
+        def get_x(p):
+            return p.x
+
+        swarm.init(num_cpus=1)
+        print("RESULT", swarm.get(get_x.remote(helpers_mod.Point(7)), timeout=60))
+        swarm.shutdown()
+    """))
+    # run from another directory, as `python app/driver.py` would be
+    proc = subprocess.run([sys.executable, str(app / "driver.py")], cwd=str(tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert "RESULT 7" in proc.stdout, proc.stderr[-3000:]

@@ -131,6 +131,7 @@ class CoreWorker:
     def __init__(self, *, mode: str, worker_id: bytes, node_sock: socket.socket, arena_fd: int,
                  token: bytes, listen_sock: socket.socket, address: str, node_info: dict,
                  job_id: str = "01", log_to_driver: bool = True) -> None:
+        from swarm.core.actor_submitter import ActorSubmitter
         from swarm.core.submitter import TaskSubmitter
 
         self.mode = mode
@@ -169,6 +170,9 @@ class CoreWorker:
         self.blocked_depth = 0
         self.shutting_down = False
         self.submitter = TaskSubmitter(self)
+        self.actor_submitter = ActorSubmitter(self)
+        self.owned_actors: set[bytes] = set()
+        self.current_actor_id: bytes | None = None
         self.on_tasks: Callable[[list], None] | None = None
         self.on_tasks_returned_request: Callable[[], None] | None = None
         self.on_return_refs_held: Callable[..., Any] | None = None
@@ -242,6 +246,9 @@ class CoreWorker:
             with self._lock:
                 self._owner_gone(conn.peer_address)
                 self.submitter.on_conn_closed(conn)
+        if not self.shutting_down:
+            with self._lock:
+                self.actor_submitter.on_conn_closed(conn)
 
     def _on_node_closed(self, conn: connection.Connection) -> None:
         if not self.shutting_down:
@@ -268,7 +275,7 @@ class CoreWorker:
     def _on_node_messages(self, conn: connection.Connection, msgs: list) -> None:
         for m in msgs:
             kind = m[0]
-            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY):
+            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO):
                 slot = self._nm_pending.get(m[1])
                 if slot is not None:
                     slot[1] = m
@@ -277,7 +284,12 @@ class CoreWorker:
                 _print_worker_lines(m[1])
             else:
                 with self._lock:
-                    self.submitter.on_node_message(m)
+                    if kind in (P.LEASE_GRANTED, P.LEASE_FAILED) and self.actor_submitter.owns_request(m[1]):
+                        self.actor_submitter.on_lease_reply(m)
+                    elif kind == P.WORKER_DIED and self.actor_submitter.on_worker_died(m[1], m[2]):
+                        pass
+                    else:
+                        self.submitter.on_node_message(m)
 
     # -- peer messages ----------------------------------------------------------------------------
     def _on_messages(self, conn: connection.Connection, msgs: list) -> None:
@@ -286,13 +298,17 @@ class CoreWorker:
         with self._lock:
             for m in msgs:
                 kind = m[0]
-                if kind == P.PUSH_TASK:
+                if kind == P.PUSH_TASK or kind == P.ACTOR_TASK or kind == P.CREATE_ACTOR or \
+                        kind == P.ACTOR_EXIT:
                     if tasks is None:
                         tasks = []
                     tasks.append((conn, m))
                 elif kind == P.TASK_DONE:
-                    self.submitter.on_task_done(conn, m)
-                    done = True
+                    if m[1] in self.actor_submitter.inflight:
+                        self.actor_submitter.on_task_done(conn, m)
+                    else:
+                        self.submitter.on_task_done(conn, m)
+                        done = True
                 elif kind == P.GET_OBJECT:
                     self._serve_get_object(conn, m[1])
                 elif kind == P.OBJECT_VALUE:
@@ -383,6 +399,10 @@ class CoreWorker:
         if self.submitter.is_pending_return(oid):
             return  # freed when the task reports back
         self.owned.discard(oid)
+        if oid in self.owned_actors:
+            self.owned_actors.discard(oid)
+            self.actor_submitter.terminate(oid)
+            return
         self.contained.pop(oid, None)
         value = self.values.pop(oid, None)
         self.waiters.pop(oid, None)
@@ -711,15 +731,30 @@ def _find_top_level_refs(args: tuple, kwargs: dict) -> tuple[list, dict, list]:
 def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_returns: int, shape: dict,
                 max_retries: int, retry_exceptions: Any) -> list:
     """Serialize the arguments, register the task with the submitter, return its ObjectRefs."""
-    from swarm.core.submitter import EMPTY_ARGS, TaskRecord
+    from swarm.core.submitter import TaskRecord
     from swarm.object_ref import ObjectRef
 
     if core._decrefs:
         core.process_decrefs()
+    blob, ref_args, keep = encode_args(core, args, kwargs)
+    rec = TaskRecord(core.ids.task_id(), fn, blob, ref_args, keep, num_returns, shape, max_retries,
+                     retry_exceptions)
+    address = core.address
+    refs = [ObjectRef(rid, address, core, True) for rid in rec.return_ids]
+    with core._lock:
+        for rid in rec.return_ids:
+            core.refs[rid] = 1
+        core.submitter.submit(rec)
+    return refs
+
+
+def encode_args(core: CoreWorker, args: tuple, kwargs: dict) -> tuple[bytes, list, Any]:
+    """(args blob, top-level ref args, refs nested in the args to keep alive until the call is done)."""
+    from swarm.core.submitter import EMPTY_ARGS
+
     keep = None
     if not args and not kwargs:
-        blob = EMPTY_ARGS
-        ref_args: list = []
+        return EMPTY_ARGS, [], None
     else:
         plain_args, plain_kwargs, ref_args = _find_top_level_refs(args, kwargs)
         s = _serialize_args(plain_args, plain_kwargs)
@@ -736,15 +771,7 @@ def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_return
             s = _serialize_args(plain_args, plain_kwargs)
         blob = serialization.inline_bytes(s, (plain_args, plain_kwargs))
         keep = s.contained_refs or None
-    rec = TaskRecord(core.ids.task_id(), fn, blob, ref_args, keep, num_returns, shape, max_retries,
-                     retry_exceptions)
-    address = core.address
-    refs = [ObjectRef(rid, address, core, True) for rid in rec.return_ids]
-    with core._lock:
-        for rid in rec.return_ids:
-            core.refs[rid] = 1
-        core.submitter.submit(rec)
-    return refs
+    return blob, ref_args, keep
 
 
 def _serialize_args(args: list, kwargs: dict) -> serialization.Serialized:

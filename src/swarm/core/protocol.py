@@ -22,14 +22,18 @@ HEADER = struct.Struct("<I")
 
 # --- core worker <-> core worker -------------------------------------------------------------------
 PUSH_TASK = 1         # [kind, task_id, fn_id, fn_blob|None, fn_name, args_blob, resolved_args, n_returns,
-                      #  return_ids, gpu_ids, owner_addr]
-TASK_DONE = 2         # [kind, task_id, returns: [[object_id, VALUE...]], exec_s, contained]
+                      #  gpu_ids, owner_addr]
+TASK_DONE = 2         # [kind, task_id, returns: [VALUE, ...], exec_s, contained: [[object_id, owner]]]
 GET_OBJECT = 3        # [kind, object_id]
 OBJECT_VALUE = 4      # [kind, object_id, value]
 REF_UPDATE = 5        # [kind, adds: [object_id], removes: [object_id]]
 HELLO = 6             # [kind, worker_id, address]
 TASKS_RETURNED = 7    # [kind, [task_id, ...]]  a blocked worker hands back tasks it has not started
 RETURN_REFS_HELD = 8  # [kind, task_id]  the owner now holds the refs nested in that task's returns
+CREATE_ACTOR = 9      # [kind, actor_id, class_id, class_blob, class_name, args_blob, resolved_args, options,
+                      #  gpu_ids, owner_addr]
+ACTOR_TASK = 10       # [kind, task_id, actor_id, method, args_blob, resolved_args, num_returns, caller_addr]
+ACTOR_EXIT = 11       # [kind, actor_id]  no handle is left: exit after the calls already queued
 
 # --- core worker <-> node manager ------------------------------------------------------------------
 REQUEST_LEASE = 20    # [kind, req_id, shape: {resource: amount}, fn_name]
@@ -53,6 +57,12 @@ WORKER_DIED = 37      # [kind, worker_id, cause]
 REGISTER_DRIVER = 38  # [kind, worker_id, address, pid]
 WORKER_READY = 39     # [kind, worker_id, pid]              worker -> node manager at start
 SHUTDOWN = 40         # [kind]
+ACTOR_BIND = 41       # [kind, actor_id, worker_id, info]    an actor now lives in that leased worker
+GET_ACTOR = 42        # [kind, req_id, actor_id | None, name, namespace, wait_alive]
+ACTOR_INFO = 43       # [kind, req_id, info | None]
+REGISTER_ACTOR = 44   # [kind, req_id, actor_id, info]  claims info["name"] -> ACTOR_INFO (None = claimed)
+KILL_ACTOR = 45       # [kind, actor_id, cause]
+ACTOR_DEAD = 46       # [kind, actor_id, cause]               the actor is dead (constructor failed, exit)
 
 # Values in messages: [VALUE_INLINE, pickled] | [VALUE_SHM, offset, size] | [VALUE_ERROR, pickled]
 VALUE_INLINE = 0

@@ -217,6 +217,9 @@ class TaskSubmitter:
         return [P.PUSH_TASK, rec.task_id, fn.fn_id, blob, fn.name, rec.args_blob, resolved, rec.num_returns,
                 lease.gpu_ids, self.core.address]
 
+    def next_request_id(self) -> int:
+        return next(self._req_ids)
+
     def _request_lease(self, kq: KeyQueue, fn_name: str) -> None:
         req_id = next(self._req_ids)
         kq.pending_requests.add(req_id)
@@ -287,17 +290,21 @@ class TaskSubmitter:
                 self._enqueue(rec, front=True)
                 self._after_done(kq, lease)
                 return
+        self.store_returns(rec, returns, contained, conn)
+        self._after_done(kq, lease)
+
+    def store_returns(self, rec: Any, returns: list, contained: list, conn: Connection) -> None:
         core = self.core
         if contained:
             from swarm.object_ref import ObjectRef
             held = [ObjectRef(oid, owner, core) for oid, owner in contained]
             core.contained[rec.return_ids[0]] = held
             try:
-                conn.send([P.RETURN_REFS_HELD, task_id])
+                conn.send([P.RETURN_REFS_HELD, rec.task_id])
             except OSError:
                 pass
         for rid, value in zip(rec.return_ids, returns, strict=True):
-            del self.pending_returns[rid]
+            self.pending_returns.pop(rid, None)
             if value[0] == P.VALUE_SHM:
                 core.shm_location[rid] = (value[1], value[2])
             core.set_value(rid, value)
@@ -306,7 +313,6 @@ class TaskSubmitter:
         rec.keep = None
         rec.ref_args = []
         rec.state = "finished"
-        self._after_done(kq, lease)
 
     def _after_done(self, kq: KeyQueue, lease: Lease) -> None:
         if not kq.ready and not lease.inflight:

@@ -67,6 +67,8 @@ class TaskExecutor:
         self.replies: dict[Any, list] = {}
         self.oldest_reply = 0.0
         self.streams = (sys.stdout, sys.stderr)
+        from swarm.core.actor_host import ActorHost
+        self.actors = ActorHost(self)
 
     def return_queued(self) -> None:
         """Hand every queued, not yet started task back to its owner (we are about to block)."""
@@ -79,7 +81,10 @@ class TaskExecutor:
                 break
         by_conn: dict[Any, list] = {}
         for conn, msg in items:
-            by_conn.setdefault(conn, []).append(msg[1])
+            if msg[0] == P.PUSH_TASK:
+                by_conn.setdefault(conn, []).append(msg[1])
+            else:  # actor calls must run here: keep them, in order
+                self.local.append((conn, msg))
         self.flush()
         for conn, task_ids in by_conn.items():
             try:
@@ -109,7 +114,9 @@ class TaskExecutor:
                 local.extend(batch)
             conn, msg = local.popleft()
             t0 = time.perf_counter()
-            reply = self.execute(msg)
+            reply = self.execute(conn, msg)
+            if reply is None:
+                continue
             now = time.perf_counter()
             if not self.replies:
                 self.oldest_reply = now
@@ -117,45 +124,80 @@ class TaskExecutor:
             if now - t0 > 0.001 or now - self.oldest_reply > 0.002:
                 self.flush()
 
-    def execute(self, msg: list) -> list:
-        _, task_id, fn_id, blob, fn_name, args_blob, resolved, num_returns, gpu_ids, owner_addr = msg
+    def execute(self, conn: Any, msg: list) -> list | None:
+        kind = msg[0]
+        if kind == P.PUSH_TASK:
+            _, task_id, fn_id, blob, fn_name, args_blob, resolved, num_returns, gpu_ids, _owner = msg
+            try:
+                fn = self.functions.get(fn_id)
+                if fn is None:
+                    if blob is None:
+                        raise SwarmError(f"function {fn_name} was never shipped to this worker")
+                    fn = self.functions[fn_id] = serialization.loads(blob)
+            except Exception as e:
+                return self._error_reply(task_id, fn_name, e, num_returns)
+            self._set_gpus(gpu_ids)
+            self._set_tag(fn_name)
+            return self.invoke(fn, fn_name, task_id, args_blob, resolved, num_returns)
+        if kind == P.ACTOR_TASK:
+            return self.actors.call(conn, msg)
+        if kind == P.CREATE_ACTOR:
+            self._set_gpus(msg[8])
+            self._set_tag(msg[4])
+            self.actors.create(msg)
+            return None
+        if kind == P.ACTOR_EXIT:
+            self.flush()
+            self.actors.exit("all handles to the actor went out of scope")
+        return None
+
+    def _set_tag(self, name: str) -> None:
+        for s in self.streams:
+            if isinstance(s, TaggedStream):
+                s.tag = name
+
+    def _set_gpus(self, gpu_ids: list) -> None:
+        if gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        elif "CUDA_VISIBLE_DEVICES" in os.environ:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a task without GPUs must not use one
+
+    def _error_reply(self, task_id: bytes, fn_name: str, e: BaseException, num_returns: int) -> list:
+        err = core_worker.format_task_exception(fn_name, e, self.core.node_id)
+        data = serialization.serialize(err).inband
+        return [P.TASK_DONE, task_id, [[P.VALUE_ERROR, data]] * num_returns, 0.0, []]
+
+    def resolve_args(self, args_blob: bytes, resolved: list | None, shm_args: list) -> tuple[Any, dict]:
+        if args_blob == EMPTY_ARGS:
+            args, kwargs = [], {}
+        else:
+            args, kwargs = serialization.loads(args_blob)
+        if resolved:
+            arena = self.core.arena
+            for pos, v in resolved:
+                if v[0] == P.VALUE_SHM:
+                    shm_args.append(v[3])
+                    val = arena.read(v[3], v[1], v[2])
+                else:
+                    val = serialization.loads(v[1])
+                if type(pos) is int:
+                    args[pos] = val
+                else:
+                    kwargs[pos] = val
+        return args, kwargs
+
+    def invoke(self, fn: Any, fn_name: str, task_id: bytes, args_blob: bytes, resolved: list | None,
+               num_returns: int) -> list:
+        """Run one call in this thread; returns its TASK_DONE message."""
         core = self.core
         core.current_task_id = task_id
         core.current_task_name = fn_name
-        for s in self.streams:
-            if isinstance(s, TaggedStream):
-                s.tag = fn_name
         t0 = time.perf_counter()
-        shm_args = None
+        shm_args: list = []
         contained: list = []
         core.executing = True
         try:
-            fn = self.functions.get(fn_id)
-            if fn is None:
-                if blob is None:
-                    raise SwarmError(f"function {fn_name} was never shipped to this worker")
-                fn = self.functions[fn_id] = serialization.loads(blob)
-            if args_blob == EMPTY_ARGS:
-                args, kwargs = [], {}
-            else:
-                args, kwargs = serialization.loads(args_blob)
-            if resolved:
-                for pos, v in resolved:
-                    if v[0] == P.VALUE_SHM:
-                        if shm_args is None:
-                            shm_args = []
-                        shm_args.append(v[3])
-                        val = core.arena.read(v[3], v[1], v[2])
-                    else:
-                        val = serialization.loads(v[1])
-                    if type(pos) is int:
-                        args[pos] = val
-                    else:
-                        kwargs[pos] = val
-            if gpu_ids:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-            elif "CUDA_VISIBLE_DEVICES" in os.environ:
-                os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a task without GPUs must not use one
+            args, kwargs = self.resolve_args(args_blob, resolved, shm_args)
             result = fn(*args, **kwargs)
             del args, kwargs
             returns = self._store_returns(task_id, fn_name, result, num_returns, contained)
@@ -216,6 +258,7 @@ def run_worker(opts: dict) -> None:
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued
     core.on_return_refs_held = executor.held_return_refs.pop
+    core.namespace = "default"  # type: ignore[attr-defined]
     core_worker.set_current(core)
     api._set_worker(core)
     core.start()

@@ -57,7 +57,7 @@ class Client:
 
 class Worker:
     __slots__ = ("worker_id", "pid", "address", "client", "out_fd", "err_fd", "files", "partial",
-                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason")
+                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id")
 
     def __init__(self, worker_id: bytes, pid: int, address: str) -> None:
         self.worker_id = worker_id
@@ -73,6 +73,7 @@ class Worker:
         self.ready = False
         self.idle_since = time.monotonic()
         self.killed_reason: str | None = None
+        self.actor_id: bytes | None = None
 
 
 class StoredObject:
@@ -115,6 +116,9 @@ class NodeManager:
         self.running = True
         self.had_driver = False
         self.worker_counter = 0
+        self.actors: dict[bytes, dict] = {}
+        self.actor_names: dict[tuple[str, str], bytes] = {}
+        self.actor_waiters: dict[bytes, list] = {}
         self.logs_dir = os.path.join(self.session_dir, "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
 
@@ -273,6 +277,8 @@ class NodeManager:
         self._close_worker_pipes(w)
         text, code, sig = process.describe_exit(status)
         self.workers.pop(w.worker_id, None)
+        if w.actor_id is not None:
+            self._actor_died(w, text)
         if w.client is not None:
             self._drop_client(w.client)
         lease_req, actions = self.scheduler.worker_died(w.worker_id)
@@ -280,6 +286,8 @@ class NodeManager:
             tail = "\n".join(w.stderr_tail)
             cause = {"text": text, "exit_code": code, "signal": sig, "pid": w.pid,
                      "stderr_tail": tail, "reason": w.killed_reason}
+            if w.actor_id is not None:
+                cause["text"] = self.actors[w.actor_id]["death_cause"]
             holder = lease_req.client
             if isinstance(holder, Client):
                 self._send(holder, [P.WORKER_DIED, w.worker_id, cause])
@@ -423,7 +431,14 @@ class NodeManager:
             for oid in [o for o, obj in self.objects.items() if obj.owner == client.worker_id]:
                 self._release(oid)
         for wid in self.scheduler.client_gone(client):
-            self._apply(self.scheduler.release(wid))
+            w = self.workers.get(wid)
+            if w is not None and w.actor_id is not None:
+                if self.actors[w.actor_id].get("detached"):
+                    self.scheduler.leases[wid][0].client = None   # it outlives its creator
+                else:
+                    self._kill(w, f"its owner (the process that created it, pid {client.pid}) exited")
+            else:
+                self._apply(self.scheduler.release(wid))
         if client.is_driver and self.exit_with_driver:
             if not any(c.is_driver for c in self.clients.values()):
                 self._stop("the driver disconnected")
@@ -456,6 +471,9 @@ class NodeManager:
             lease = self.scheduler.leases.get(wid)
             if lease is not None and lease[0].client is c:
                 w = self.workers.get(wid)
+                if w is not None and w.actor_id is not None:
+                    self._kill(w, "its lease was returned")
+                    return
                 if w is not None:
                     w.idle_since = time.monotonic()
                 self._apply(self.scheduler.release(wid))
@@ -520,10 +538,92 @@ class NodeManager:
             self._send(c, [P.CLUSTER_INFO_REPLY, 0, self._info()])
         elif kind == P.CLUSTER_INFO:
             self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
+        elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD):
+            self._handle_actor_message(c, msg)
         elif kind == P.SHUTDOWN:
             self._stop("asked to shut down")
         else:
             raise ValueError(f"unknown message kind {kind}")
+
+    # -- actors -----------------------------------------------------------------------------------
+    def _handle_actor_message(self, c: Client, msg: list) -> None:
+        kind = msg[0]
+        if kind == P.REGISTER_ACTOR:
+            _, req_id, actor_id, info = msg
+            key = (info["namespace"], info["name"])
+            existing = self.actors.get(self.actor_names.get(key, b""))
+            if existing is not None and existing["state"] != "DEAD":
+                self._send(c, [P.ACTOR_INFO, req_id, existing])
+                return
+            self.actor_names[key] = actor_id
+            self.actors[actor_id] = dict(info, state="PENDING")
+            self._send(c, [P.ACTOR_INFO, req_id, None])
+        elif kind == P.ACTOR_BIND:
+            _, actor_id, worker_id, info = msg
+            w = self.workers.get(worker_id)
+            a = self.actors.setdefault(actor_id, dict(info))
+            if w is None:
+                a.update(state="DEAD", death_cause="its worker died before the actor started")
+            else:
+                a.update(state="ALIVE", address=w.address, pid=w.pid, worker_id=worker_id)
+                w.actor_id = actor_id
+                w.tag = {1: info["class_name"], 2: info["class_name"]}
+            self._notify_actor_waiters(actor_id)
+        elif kind == P.GET_ACTOR:
+            _, req_id, actor_id, name, namespace, wait_alive = msg
+            if actor_id is None:
+                actor_id = self.actor_names.get((namespace, name))
+            a = self.actors.get(actor_id) if actor_id is not None else None
+            if a is not None and wait_alive and a["state"] == "PENDING":
+                self.actor_waiters.setdefault(actor_id, []).append((c, req_id))
+            else:
+                self._send(c, [P.ACTOR_INFO, req_id, a])
+        elif kind == P.KILL_ACTOR:
+            _, actor_id, cause = msg
+            a = self.actors.get(actor_id)
+            if a is None or a["state"] == "DEAD":
+                return
+            w = self.workers.get(a.get("worker_id", b""))
+            if w is not None:
+                self._kill(w, cause)
+            else:
+                a.update(state="DEAD", death_cause=cause)
+                self._forget_name(a)
+                self._notify_actor_waiters(actor_id)
+        elif kind == P.ACTOR_DEAD:
+            a = self.actors.get(msg[1])
+            if a is not None:
+                a["reported_cause"] = msg[2]
+
+    def _kill(self, w: Worker, reason: str) -> None:
+        w.killed_reason = reason
+        try:
+            os.killpg(w.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def _actor_died(self, w: Worker, exit_text: str) -> None:
+        a = self.actors.get(w.actor_id)  # type: ignore[arg-type]
+        if a is None:
+            return
+        cause = a.get("reported_cause") or w.killed_reason
+        if not cause:
+            cause = f"its worker process (pid {w.pid}) {exit_text}"
+            tail = "\n".join(w.stderr_tail)
+            if tail:
+                cause += "; last lines it wrote to stderr:\n" + tail
+        a.update(state="DEAD", death_cause=cause)
+        self._forget_name(a)
+        self._notify_actor_waiters(w.actor_id)  # type: ignore[arg-type]
+
+    def _forget_name(self, a: dict) -> None:
+        key = (a.get("namespace"), a.get("name"))
+        if a.get("name") and self.actor_names.get(key) == a.get("actor_id"):  # type: ignore[arg-type]
+            del self.actor_names[key]  # type: ignore[arg-type]
+
+    def _notify_actor_waiters(self, actor_id: bytes) -> None:
+        for c, req_id in self.actor_waiters.pop(actor_id, []):
+            self._send(c, [P.ACTOR_INFO, req_id, self.actors.get(actor_id)])
 
     # -- objects ----------------------------------------------------------------------------------
     def _release(self, oid: bytes) -> None:
