@@ -117,7 +117,8 @@ class ActorClass:
                 "namespace": opts.get("namespace") or getattr(worker, "namespace", "default"),
                 "detached": opts.get("lifetime") == "detached", "max_concurrency": max_conc,
                 "is_async": is_async, "shape": shape,
-                "max_restarts": opts.get("max_restarts", 0), "max_task_retries": opts.get("max_task_retries", 0)}
+                "max_restarts": opts.get("max_restarts", 0),
+                "max_task_retries": opts.get("max_task_retries", 0)}
         from swarm.core import actor_submitter
         return actor_submitter.create_actor(worker, self._class_entry(worker), args, kwargs, info,
                                             bool(opts.get("get_if_exists")))

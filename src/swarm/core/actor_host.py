@@ -135,8 +135,8 @@ class ActorHost:
         cause = "it called exit_actor()" if isinstance(e, ActorExit) else f"it called sys.exit({e.code!r})"
         err = ActorDiedError(f"The actor {self.class_name} is dead: {cause}")
         try:
-            conn.send([P.TASK_DONE, task_id, [[P.VALUE_ERROR, serialization.serialize(err).inband]] * num_returns,
-                       0.0, []])
+            value = [P.VALUE_ERROR, serialization.serialize(err).inband]
+            conn.send([P.TASK_DONE, task_id, [value] * num_returns, 0.0, []])
         except OSError:
             pass
         self.exit(cause)

@@ -147,7 +147,8 @@ class ActorSubmitter:
             conn = self.core.get_conn(address)
         except (OSError, ConnectionError, SwarmError) as e:
             self.core.submitter._send_node([P.RETURN_LEASE, worker_id])
-            self._mark_dead(c, ActorDiedError(f"cannot reach the worker for actor {cr.info['class_name']}: {e}"))
+            self._mark_dead(c, ActorDiedError(
+                f"cannot reach the worker for actor {cr.info['class_name']}: {e}"))
             return
         opts = {"max_concurrency": cr.info["max_concurrency"], "is_async": cr.info["is_async"]}
         conn.send([P.CREATE_ACTOR, cr.actor_id, cr.entry.fn_id, cr.entry.blob, cr.entry.name, cr.args_blob,
@@ -252,7 +253,8 @@ class ActorSubmitter:
     def _resolve(self, c: ActorCaller) -> None:
         """Ask the node manager where the actor lives (waiting while it is being created)."""
         try:
-            reply = self.core.nm_call(lambda r: [P.GET_ACTOR, r, c.actor_id, None, None, True], timeout=3600)
+            actor_id = c.actor_id
+            reply = self.core.nm_call(lambda r: [P.GET_ACTOR, r, actor_id, None, None, True], timeout=3600)
             info = reply[2]
             conn = None
             err: BaseException | None = None
@@ -354,7 +356,8 @@ def create_actor(core: CoreWorker, entry: FunctionEntry, args: tuple, kwargs: di
     return handle
 
 
-def submit_call(core: CoreWorker, handle: Any, method: str, args: tuple, kwargs: dict, num_returns: int) -> list:
+def submit_call(core: CoreWorker, handle: Any, method: str, args: tuple, kwargs: dict,
+                num_returns: int) -> list:
     from swarm.core.core_worker import encode_args
     from swarm.object_ref import ObjectRef
 

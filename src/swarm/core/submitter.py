@@ -108,7 +108,7 @@ class TaskSubmitter:
         self.queues: dict[tuple, KeyQueue] = {}
         self.lease_requests: dict[int, KeyQueue] = {}
         self.leases: dict[bytes, Lease] = {}
-        self.pending_returns: dict[bytes, TaskRecord] = {}
+        self.pending_returns: dict[bytes, Any] = {}
         self.dirty: list[KeyQueue] = []
         self._req_ids = iter(range(1, 1 << 62))
 
@@ -402,7 +402,7 @@ class TaskSubmitter:
     def _fail(self, rec: TaskRecord, err: BaseException) -> None:
         self._fail_with_value(rec, [P.VALUE_ERROR, serialization.serialize(err).inband])
 
-    def _fail_with_value(self, rec: TaskRecord, value: list) -> None:
+    def _fail_with_value(self, rec: Any, value: list) -> None:
         core = self.core
         for rid in rec.return_ids:
             self.pending_returns.pop(rid, None)

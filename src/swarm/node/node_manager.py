@@ -548,6 +548,7 @@ class NodeManager:
     # -- actors -----------------------------------------------------------------------------------
     def _handle_actor_message(self, c: Client, msg: list) -> None:
         kind = msg[0]
+        a: dict | None
         if kind == P.REGISTER_ACTOR:
             _, req_id, actor_id, info = msg
             key = (info["namespace"], info["name"])
@@ -562,6 +563,7 @@ class NodeManager:
             _, actor_id, worker_id, info = msg
             w = self.workers.get(worker_id)
             a = self.actors.setdefault(actor_id, dict(info))
+            assert a is not None
             if w is None:
                 a.update(state="DEAD", death_cause="its worker died before the actor started")
             else:
