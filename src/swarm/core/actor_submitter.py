@@ -254,7 +254,7 @@ class ActorSubmitter:
         """Ask the node manager where the actor lives (waiting while it is being created)."""
         try:
             actor_id = c.actor_id
-            reply = self.core.nm_call(lambda r: [P.GET_ACTOR, r, actor_id, None, None, True], timeout=3600)
+            reply = self.core.nm_call(functools.partial(_get_actor_msg, actor_id, True), timeout=3600)
             info = reply[2]
             conn = None
             err: BaseException | None = None
@@ -295,7 +295,7 @@ class ActorSubmitter:
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
                 try:
-                    info = self.core.nm_call(lambda r, c=c: [P.GET_ACTOR, r, c.actor_id, None, None, False],
+                    info = self.core.nm_call(functools.partial(_get_actor_msg, c.actor_id, False),
                                              timeout=5)[2]
                 except (OSError, SwarmError):
                     break
@@ -318,6 +318,10 @@ class ActorSubmitter:
         c.inflight.clear()
         while c.queue:
             self.core.submitter._fail_with_value(c.queue.popleft(), value)
+
+
+def _get_actor_msg(actor_id: bytes, wait_alive: bool, req_id: int) -> list:
+    return [P.GET_ACTOR, req_id, actor_id, None, None, wait_alive]
 
 
 def _cause_text(info: dict, cause: dict) -> str:
