@@ -78,6 +78,9 @@ class ActorClass:
         self.__qualname__ = cls.__qualname__
         self.__module__ = cls.__module__
 
+    def __reduce__(self) -> Any:
+        return (ActorClass, (self._cls, self._options))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Actor classes cannot be instantiated directly: use {self._name}.remote(...) to "
                         f"start an actor (it returns a handle whose methods you call with .remote())")

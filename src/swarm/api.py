@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 from typing import Any, Sequence
 
@@ -104,7 +105,8 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
     opts = {"session_dir": session_dir, "token": token.hex(), "node_id": node_id, "address": nm_address,
             "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
             "object_store_memory": int(object_store_memory or launcher.default_object_store_memory()),
-            "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir"))}
+            "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir")),
+            "sys_path": [p or os.getcwd() for p in sys.path]}
     _node_proc = launcher.start_node_manager(opts)
     worker_id = ids.new_worker_id()
     my_address = f"unix:swarm-{node_id}-{worker_id.hex()}"

@@ -21,14 +21,17 @@ class TaskError(SwarmError):
     """
 
     def __init__(self, function_name: str, traceback_str: str, cause: BaseException | None = None,
-                 pid: int | None = None, node: str | None = None, cause_repr: str | None = None):
+                 pid: int | None = None, node: str | None = None, cause_repr: str | None = None,
+                 cause_class: type | None = None):
         self.function_name = function_name
+        self.cause_class = cause_class if cause_class is not None else (
+            type(cause) if cause is not None else None)
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
         self.node = node
         self.cause_repr = cause_repr if cause_repr is not None else repr(cause)
-        super().__init__(self._message())
+        Exception.__init__(self, self._message())  # not super(): the MRO may hold the cause's class
 
     def _message(self) -> str:
         where = f"pid={self.pid}" + (f", node={self.node}" if self.node else "")
@@ -39,19 +42,19 @@ class TaskError(SwarmError):
 
     def __reduce__(self) -> Any:
         return (_rebuild_task_error, (self.function_name, self.traceback_str, self.cause, self.pid,
-                                      self.node, self.cause_repr))
+                                      self.node, self.cause_repr, self.cause_class))
 
     def as_instanceof_cause(self) -> TaskError:
         """This error as an instance of ``TaskError`` *and* of the cause's class (when possible)."""
-        cause_cls = type(self.cause) if self.cause is not None else None
+        cause_cls = self.cause_class
         if cause_cls is None or isinstance(self, cause_cls) or issubclass(cause_cls, TaskError):
             return self
         try:
             cls = _dual_class(cause_cls)
             err = cls.__new__(cls)  # type: ignore[call-overload]
             TaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid,
-                               self.node, self.cause_repr)
-            err.args = self.cause.args if self.cause is not None else ()
+                               self.node, self.cause_repr, cause_cls)
+            err.args = self.cause.args if self.cause is not None else (self.cause_repr,)
             return err
         except Exception:  # an exotic exception class (e.g. with __slots__ conflicts)
             return self
@@ -76,8 +79,8 @@ def _dual_class(cause_cls: type) -> type:
 
 
 def _rebuild_task_error(function_name: str, tb: str, cause: BaseException | None, pid: int | None,
-                        node: str | None, cause_repr: str | None) -> TaskError:
-    return TaskError(function_name, tb, cause, pid, node, cause_repr)
+                        node: str | None, cause_repr: str | None, cause_class: type | None = None) -> TaskError:
+    return TaskError(function_name, tb, cause, pid, node, cause_repr, cause_class)
 
 
 class GetTimeoutError(SwarmError, TimeoutError):

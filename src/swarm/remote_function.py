@@ -75,6 +75,11 @@ class RemoteFunction:
         self.__module__ = fn.__module__
         self.__wrapped__ = fn
 
+    def __reduce__(self) -> Any:
+        # a remote function captured by a task's code travels without this process's caches
+        opts = {k: v for k, v in self._options.items() if k != "_shape" and TASK_DEFAULTS.get(k, k) != v}
+        return (RemoteFunction, (self._function, opts))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"Remote functions cannot be called directly: call {self._name}.remote(...) to run "
                         f"it as a task (it returns an ObjectRef; swarm.get() it for the value), or call the "

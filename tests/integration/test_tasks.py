@@ -387,17 +387,11 @@ def test_nested_fan_out_does_not_deadlock(cluster):
     assert swarm.get(parents, timeout=TIMEOUT) == expected
 
 
-@pytest.mark.xfail(reason="runtime bug: a remote function pickled by value carries its cached "
-                          "_entry_session (a CoreWorker), so a task whose code uses a remote function the "
-                          "driver already called cannot be submitted", strict=True)
 def test_task_using_remote_function_already_called_by_driver(cluster):
     assert swarm.get(double.remote(4), timeout=TIMEOUT) == 8
     assert swarm.get(sum_of_doubles.remote(5), timeout=TIMEOUT) == 20
 
 
-@pytest.mark.xfail(reason="runtime bug: after shutdown()+init(), a recursive remote function cannot "
-                          "be pickled (its global refers to itself with the old session's CoreWorker)",
-                   strict=True)
 def test_recursive_task_after_reinit(isolated):
     swarm.init(num_cpus=2)
     assert swarm.get(countdown.remote(3), timeout=TIMEOUT) == 3
@@ -425,8 +419,6 @@ def test_task_exception_reraised_at_get(cluster):
         swarm.get([inc.remote(1), ref], timeout=TIMEOUT)
 
 
-@pytest.mark.xfail(reason="runtime bug: an exception whose __init__ signature differs from its args "
-                          "cannot be unpickled; get raises a bare TypeError", strict=True)
 def test_exception_with_custom_init_signature(cluster):
     class PairError(Exception):
         def __init__(self, a, b):
@@ -626,8 +618,6 @@ def test_local_mode_exceptions(isolated):
         swarm.get(inc.remote(ref), timeout=TIMEOUT)
 
 
-@pytest.mark.xfail(reason="runtime bug: local mode drops pickle-5 out-of-band buffers, so numpy "
-                          "arrays fail in put/get, as arguments and as return values", strict=True)
 def test_local_mode_numpy_values(isolated):
     swarm.init(local_mode=True)
     a = np.arange(1000, dtype=np.int64)
@@ -636,8 +626,6 @@ def test_local_mode_numpy_values(isolated):
     np.testing.assert_array_equal(swarm.get(identity.remote(a), timeout=TIMEOUT), a)
 
 
-@pytest.mark.xfail(reason="runtime bug: in local mode an unpicklable argument fails at get (as a "
-                          "TaskError), not at .remote()", strict=True)
 def test_local_mode_unpicklable_argument_fails_at_remote(isolated):
     swarm.init(local_mode=True)
     with pytest.raises(SerializationError, match=r"args\[0\]\.writer\._lock"):
@@ -676,9 +664,6 @@ def test_unpicklable_return_value_fails_at_get(cluster):
 
 # -- driver scripts -------------------------------------------------------------------------------
 
-@pytest.mark.xfail(reason="runtime bug: workers do not get the driver script's directory on sys.path "
-                          "(Ray adds it), so objects of a module next to the script fail to unpickle",
-                   strict=True)
 def test_driver_script_sibling_module_importable_in_workers(tmp_path):
     app = tmp_path / "app"
     app.mkdir()

@@ -701,12 +701,17 @@ def _print_worker_lines(lines: list) -> None:
 
 def format_task_exception(fn_name: str, e: BaseException, node: str) -> TaskError:
     tb = traceback.format_exc()
-    try:
-        serialization.serialize(e)
-        cause: BaseException | None = e
+    cause: BaseException | None = e
+    cause_class: type | None = type(e)
+    try:  # the owner must be able to rebuild it: custom __init__ signatures often cannot be
+        serialization.loads(serialization.serialize(e).inband)
     except Exception:
         cause = None
-    return TaskError(fn_name, tb, cause, os.getpid(), node, repr(e))
+        try:
+            serialization.serialize(type(e))
+        except Exception:
+            cause_class = None
+    return TaskError(fn_name, tb, cause, os.getpid(), node, repr(e), cause_class)
 
 
 def _find_top_level_refs(args: tuple, kwargs: dict) -> tuple[list, dict, list]:

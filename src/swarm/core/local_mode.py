@@ -15,6 +15,10 @@ from swarm.core import core_worker, ids, serialization
 from swarm.exceptions import GetTimeoutError, TaskError
 
 
+def _dumps(value: Any, what: str) -> bytes:
+    return serialization.inline_bytes(serialization.serialize(value, what), value)
+
+
 class LocalModeWorker:
     mode = "local"
 
@@ -50,7 +54,7 @@ class LocalModeWorker:
         return ObjectRef(oid, self.address, self)
 
     def put(self, value: Any) -> Any:
-        return self._new_ref(self.ids.put_id(), True, serialization.serialize(value).inband)
+        return self._new_ref(self.ids.put_id(), True, _dumps(value, "value"))
 
     def _resolve(self, ref: Any) -> Any:
         ok, data = self.values[ref._id]
@@ -64,10 +68,13 @@ class LocalModeWorker:
 
         task_id = self.ids.task_id()
         rids = ids.return_ids(task_id, num_returns)
+        from swarm.core.core_worker import _find_top_level_refs, _serialize_args
+        plain_args, plain_kwargs, _ = _find_top_level_refs(args, kwargs)
+        _serialize_args(plain_args, plain_kwargs)  # an unpicklable argument fails here, at .remote()
         try:
             args = tuple(self._resolve(a) if type(a) is ObjectRef else a for a in args)
             kwargs = {k: self._resolve(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
-            a, k = serialization.loads(serialization.serialize((args, kwargs), "args").inband)
+            a, k = serialization.loads(_dumps((args, kwargs), "args"))
             self.current_task_id = task_id
             try:
                 result = fn(*a, **k)
@@ -76,7 +83,7 @@ class LocalModeWorker:
             results = [result] if num_returns == 1 else list(result)
             if len(results) != num_returns:
                 raise ValueError(f"{name} returned {len(results)} values, expected {num_returns}")
-            out = [(True, serialization.serialize(r, "return value").inband) for r in results]
+            out = [(True, _dumps(r, "return value")) for r in results]
         except TaskError as e:  # a failed dependency fails this task with the same error
             out = [(False, serialization.serialize(e).inband)] * num_returns
         except Exception as e:

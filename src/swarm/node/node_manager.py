@@ -659,6 +659,10 @@ class NodeManager:
 
 def main() -> None:
     opts = json.loads(sys.stdin.readline())
+    # workers import what the driver can import (its script's directory first, as Ray does)
+    for p in reversed(opts.get("sys_path") or []):
+        if p not in sys.path:
+            sys.path.insert(0, p)
     log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     logging.basicConfig(filename=log_path, level=logging.INFO,
