@@ -79,7 +79,8 @@ def _dual_class(cause_cls: type) -> type:
 
 
 def _rebuild_task_error(function_name: str, tb: str, cause: BaseException | None, pid: int | None,
-                        node: str | None, cause_repr: str | None, cause_class: type | None = None) -> TaskError:
+                        node: str | None, cause_repr: str | None,
+                        cause_class: type | None = None) -> TaskError:
     return TaskError(function_name, tb, cause, pid, node, cause_repr, cause_class)
 
 
