@@ -28,6 +28,10 @@ class Config:
     #: worker log files rotate past this size; this many old files are kept
     log_rotate_bytes: int = 64 * 1024 * 1024
     log_rotate_keep: int = 3
+    #: cap on bytes spilled to disk (0: up to 90% of the free disk space)
+    spill_max_bytes: int = 0
+    #: a producer waits this long for room in a full store before ObjectStoreFullError
+    object_store_full_timeout_s: float = 30.0
     #: keep the session directory (logs) after shutdown
     keep_session_dir: bool = False
     #: where session directories live

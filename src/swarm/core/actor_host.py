@@ -45,7 +45,7 @@ class ActorHost:
         self.core.current_actor_id = actor_id
         try:
             cls = serialization.loads(blob)
-            args, kwargs = self.ex.resolve_args(args_blob, resolved, [])
+            args, kwargs = self.ex.resolve_args(args_blob, resolved)
             self.core.executing = True
             try:
                 self.instance = cls(*args, **kwargs)
@@ -114,7 +114,7 @@ class ActorHost:
             t0 = time.perf_counter()
             contained: list = []
             try:
-                args, kwargs = self.ex.resolve_args(args_blob, resolved, [])
+                args, kwargs = self.ex.resolve_args(args_blob, resolved)
                 result = fn(*args, **kwargs)
                 if inspect.isawaitable(result):
                     result = await result

@@ -152,11 +152,8 @@ class CoreWorker:
         self.borrowed_owner: dict[bytes, str] = {}
         self.requested: set[bytes] = set()
         self.waiters: dict[bytes, list] = {}
-        self.shm_location: dict[bytes, tuple[int, int]] = {}
-        self.nm_pinned: set[bytes] = set()
-        self.release_when_unmapped: set[bytes] = set()
         self._decrefs: collections.deque[bytes] = collections.deque()
-        self.arena = ArenaAccess(arena_fd, self._on_unmapped)
+        self.arena = ArenaAccess(arena_fd, self._pin, self._unpin)
         self.conns_by_addr: dict[str, connection.Connection] = {}
         self._conn_lock = threading.Lock()
         self._all_conns: set[connection.Connection] = set()
@@ -360,7 +357,6 @@ class CoreWorker:
 
     def process_decrefs(self) -> None:
         removes: dict[str, list] = {}
-        pin_first = []
         with self._lock:
             pop = self._decrefs.popleft
             while self._decrefs:
@@ -374,15 +370,10 @@ class CoreWorker:
                     self._maybe_free(oid)
                     continue
                 owner = self.borrowed_owner.pop(oid, None)
-                value = self.values.pop(oid, None)
+                self.values.pop(oid, None)
                 self.requested.discard(oid)
-                if owner is None:
-                    continue
-                if value is not None and value[0] == P.VALUE_SHM and self.arena.is_mapped(oid):
-                    pin_first.append(oid)
-                removes.setdefault(owner, []).append(oid)
-        for oid in pin_first:  # keep a live view valid after the owner may free the object
-            self._pin(oid)
+                if owner is not None:
+                    removes.setdefault(owner, []).append(oid)
         for owner, oids in removes.items():
             self._send_to(owner, [P.REF_UPDATE, [], oids])
 
@@ -406,12 +397,8 @@ class CoreWorker:
         self.contained.pop(oid, None)
         value = self.values.pop(oid, None)
         self.waiters.pop(oid, None)
-        loc = self.shm_location.pop(oid, None)
-        if loc is not None or (value is not None and value[0] == P.VALUE_SHM):
-            if self.arena.is_mapped(oid):
-                self.release_when_unmapped.add(oid)
-            else:
-                self._release_shm([oid])
+        if value is not None and value[0] == P.VALUE_SHM:
+            self._release_shm([oid])  # the node manager frees it once no reader pins it
 
     def _release_shm(self, oids: list) -> None:
         try:
@@ -419,32 +406,21 @@ class CoreWorker:
         except OSError:
             pass
 
-    def _on_unmapped(self, oid: bytes) -> None:
+    def _pin(self, oid: bytes) -> tuple[int, int]:
+        """Pin a shared-memory object for reading; (offset, size) where it lives now."""
+        reply = self.nm_call(lambda r: [P.PIN, r, oid])
+        if reply[2] < 0:
+            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store"
+                                  + (f": {reply[4]}" if len(reply) > 4 and reply[4] else ""))
+        return reply[2], reply[3]
+
+    def _unpin(self, oid: bytes) -> None:
         if self.shutting_down:
             return
-        if oid in self.release_when_unmapped:
-            self.release_when_unmapped.discard(oid)
-            self._release_shm([oid])
-        if oid in self.nm_pinned:
-            self.nm_pinned.discard(oid)
-            try:
-                self.node_conn.send([P.UNPIN, [oid]])
-            except OSError:
-                pass
-
-    def _pin(self, oid: bytes) -> bool:
-        if oid in self.nm_pinned:
-            return True
-        reply = self.nm_call(lambda r: [P.PIN, r, oid])
-        if reply[2] >= 0:
-            self.nm_pinned.add(oid)
-            return True
-        return False
-
-    def pin_live_views(self, oids: list) -> None:
-        for oid in oids:
-            if self.arena.is_mapped(oid) and oid not in self.owned:
-                self._pin(oid)
+        try:
+            self.node_conn.send([P.UNPIN, [oid]])
+        except OSError:
+            pass
 
     def _owner_gone(self, address: str) -> None:
         """Under the lock: a peer closed; objects it owned can no longer be fetched."""
@@ -514,8 +490,6 @@ class CoreWorker:
             if s.contained_refs:
                 self.contained[oid] = s.contained_refs
             self.values[oid] = stored
-            if stored[0] == P.VALUE_SHM:
-                self.shm_location[oid] = (stored[1], stored[2])
         return ObjectRef(oid, self.address, self)
 
     def store_value(self, oid: bytes, s: serialization.Serialized, value: Any, owner: bytes) -> list:
@@ -523,9 +497,17 @@ class CoreWorker:
         if s.total <= CONFIG.inline_object_max_bytes:
             return [P.VALUE_INLINE, serialization.inline_bytes(s, value)]
         size = s.shm_size()
-        reply = self.nm_call(lambda r: [P.ALLOC, r, size])
-        if reply[2] < 0:
-            raise ObjectStoreFullError(reply[3])
+        deadline = time.monotonic() + CONFIG.object_store_full_timeout_s
+        delay = 0.01
+        while True:
+            reply = self.nm_call(lambda r: [P.ALLOC, r, size])
+            if reply[2] >= 0:
+                break
+            # full of objects that readers pin right now: slow the producer down before failing it
+            if not reply[4] or time.monotonic() + delay > deadline:
+                raise ObjectStoreFullError(reply[3])
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
         offset = reply[2]
         self.arena.write(offset, s, size)
         self.nm_call(lambda r: [P.SEAL, r, oid, offset, size, owner])
@@ -536,7 +518,7 @@ class CoreWorker:
         if kind == P.VALUE_INLINE:
             return serialization.loads(value[1])
         if kind == P.VALUE_SHM:
-            return self.arena.read(oid, value[1], value[2])
+            return self.arena.read(oid)
         err = serialization.loads(value[1])
         if isinstance(err, TaskError):
             raise err.as_instanceof_cause()
@@ -699,8 +681,9 @@ def _print_worker_lines(lines: list) -> None:
         pass
 
 
-def format_task_exception(fn_name: str, e: BaseException, node: str) -> TaskError:
-    tb = traceback.format_exc()
+def format_task_exception(fn_name: str, e: BaseException, node: str, tb_obj: Any = None) -> TaskError:
+    tb = "".join(traceback.format_exception(type(e), e, tb_obj)) if tb_obj is not None else \
+        traceback.format_exc()
     cause: BaseException | None = e
     cause_class: type | None = type(e)
     try:  # the owner must be able to rebuild it: custom __init__ signatures often cannot be

@@ -1,14 +1,16 @@
 """Reading and writing objects in the node's shared-memory arena from a core worker.
 
-A reader maps an object's pages read-only (``mmap`` of the arena fd at the object's offset): O(1) in
-the object's size. The mapping lives as long as any value built on it (numpy arrays keep their
-buffer's exporter alive), and the core worker is told when the last one is gone so it can drop its
-pin (see ``core_worker._on_unmapped``): memory is never reused under a live view.
+A reader first pins the object at the node manager (which also tells where it is now, restoring it
+from disk if it was spilled), then maps its pages read-only (``mmap`` of the arena fd at that
+offset): O(1) in the object's size. The mapping lives as long as any value built on it (numpy arrays
+keep their buffer's exporter alive); when the last one is gone the pin is dropped. So memory is never
+freed, spilled or reused under a live view, whoever the reader is (owner or borrower).
 """
 
 from __future__ import annotations
 
 import mmap
+import threading
 import weakref
 from typing import Any, Callable
 
@@ -16,20 +18,26 @@ from swarm.core import serialization
 
 
 class ArenaAccess:
-    def __init__(self, arena_fd: int, on_unmapped: Callable[[bytes], None]) -> None:
+    def __init__(self, arena_fd: int, pin: Callable[[bytes], tuple[int, int]],
+                 unpin: Callable[[bytes], None]) -> None:
         self.fd = arena_fd
         self._maps: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
-        self._on_unmapped = on_unmapped
+        self._pin = pin
+        self._unpin = unpin
+        self._lock = threading.Lock()
 
-    def is_mapped(self, object_id: bytes) -> bool:
-        return self._maps.get(object_id) is not None
-
-    def read(self, object_id: bytes, offset: int, size: int) -> Any:
-        mm = self._maps.get(object_id)
-        if mm is None:
-            mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=offset)
-            self._maps[object_id] = mm
-            weakref.finalize(mm, self._on_unmapped, object_id)
+    def read(self, object_id: bytes) -> Any:
+        with self._lock:
+            mm = self._maps.get(object_id)
+            if mm is None:
+                offset, size = self._pin(object_id)
+                try:
+                    mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=offset)
+                except BaseException:
+                    self._unpin(object_id)
+                    raise
+                self._maps[object_id] = mm
+                weakref.finalize(mm, self._unpin, object_id)
         return serialization.loads_shm(memoryview(mm))
 
     def write(self, offset: int, s: serialization.Serialized, size: int) -> None:

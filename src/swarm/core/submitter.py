@@ -305,8 +305,6 @@ class TaskSubmitter:
                 pass
         for rid, value in zip(rec.return_ids, returns, strict=True):
             self.pending_returns.pop(rid, None)
-            if value[0] == P.VALUE_SHM:
-                core.shm_location[rid] = (value[1], value[2])
             core.set_value(rid, value)
             if not core.refs.get(rid):
                 core._maybe_free(rid)

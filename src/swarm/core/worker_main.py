@@ -57,6 +57,13 @@ class TaggedStream(io.TextIOBase):
         return "utf-8"
 
 
+class _LoadFailure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 class TaskExecutor:
     def __init__(self, core: core_worker.CoreWorker) -> None:
         self.core = core
@@ -128,14 +135,17 @@ class TaskExecutor:
         kind = msg[0]
         if kind == P.PUSH_TASK:
             _, task_id, fn_id, blob, fn_name, args_blob, resolved, num_returns, gpu_ids, _owner = msg
-            try:
-                fn = self.functions.get(fn_id)
-                if fn is None:
+            fn = self.functions.get(fn_id)
+            if fn is None:
+                try:
                     if blob is None:
                         raise SwarmError(f"function {fn_name} was never shipped to this worker")
-                    fn = self.functions[fn_id] = serialization.loads(blob)
-            except Exception as e:
-                return self._error_reply(task_id, fn_name, e, num_returns)
+                    fn = serialization.loads(blob)
+                except Exception as e:
+                    fn = _LoadFailure(e)  # the owner ships it once: remember why it cannot load
+                self.functions[fn_id] = fn
+            if type(fn) is _LoadFailure:
+                return self._error_reply(task_id, fn_name, fn.error, num_returns)
             self._set_gpus(gpu_ids)
             self._set_tag(fn_name)
             return self.invoke(fn, fn_name, task_id, args_blob, resolved, num_returns)
@@ -163,11 +173,11 @@ class TaskExecutor:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a task without GPUs must not use one
 
     def _error_reply(self, task_id: bytes, fn_name: str, e: BaseException, num_returns: int) -> list:
-        err = core_worker.format_task_exception(fn_name, e, self.core.node_id)
+        err = core_worker.format_task_exception(fn_name, e, self.core.node_id, e.__traceback__)
         data = serialization.serialize(err).inband
         return [P.TASK_DONE, task_id, [[P.VALUE_ERROR, data]] * num_returns, 0.0, []]
 
-    def resolve_args(self, args_blob: bytes, resolved: list | None, shm_args: list) -> tuple[Any, dict]:
+    def resolve_args(self, args_blob: bytes, resolved: list | None) -> tuple[Any, dict]:
         if args_blob == EMPTY_ARGS:
             args, kwargs = [], {}
         else:
@@ -176,8 +186,7 @@ class TaskExecutor:
             arena = self.core.arena
             for pos, v in resolved:
                 if v[0] == P.VALUE_SHM:
-                    shm_args.append(v[3])
-                    val = arena.read(v[3], v[1], v[2])
+                    val = arena.read(v[3])
                 else:
                     val = serialization.loads(v[1])
                 if type(pos) is int:
@@ -193,11 +202,10 @@ class TaskExecutor:
         core.current_task_id = task_id
         core.current_task_name = fn_name
         t0 = time.perf_counter()
-        shm_args: list = []
         contained: list = []
         core.executing = True
         try:
-            args, kwargs = self.resolve_args(args_blob, resolved, shm_args)
+            args, kwargs = self.resolve_args(args_blob, resolved)
             result = fn(*args, **kwargs)
             del args, kwargs
             returns = self._store_returns(task_id, fn_name, result, num_returns, contained)
@@ -210,8 +218,6 @@ class TaskExecutor:
             core.executing = False
             core.current_task_id = None
         exec_s = time.perf_counter() - t0
-        if shm_args:
-            core.pin_live_views(shm_args)
         return [P.TASK_DONE, task_id, returns, exec_s, contained]
 
     def _store_returns(self, task_id: bytes, fn_name: str, result: Any, num_returns: int,

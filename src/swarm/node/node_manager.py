@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import mmap
 import json
 import logging
 import os
@@ -77,7 +78,7 @@ class Worker:
 
 
 class StoredObject:
-    __slots__ = ("offset", "size", "owner", "primary", "pins")
+    __slots__ = ("offset", "size", "owner", "primary", "pins", "spilled", "last_access")
 
     def __init__(self, offset: int, size: int, owner: bytes) -> None:
         self.offset = offset
@@ -85,6 +86,8 @@ class StoredObject:
         self.owner = owner
         self.primary = True
         self.pins = 0
+        self.spilled: str | None = None      # path of its copy on disk while not in memory
+        self.last_access = time.monotonic()
 
 
 class NodeManager:
@@ -106,6 +109,11 @@ class NodeManager:
         self.total_resources = total
         self.arena_fd = create_memfd(capacity)
         self.allocator = Allocator(capacity)
+        self.arena_map = mmap.mmap(self.arena_fd, max(capacity, 1))
+        self.spill_dir = os.path.join(self.session_dir, "spill")
+        self.spilled_bytes = 0
+        self.spill_count = 0
+        self.restore_count = 0
         self.objects: dict[bytes, StoredObject] = {}
         self.sel = selectors.DefaultSelector()
         self.clients: dict[socket.socket, Client] = {}
@@ -189,6 +197,7 @@ class NodeManager:
             self.listener.close()
         except OSError:
             pass
+        self.arena_map.close()
         os.close(self.arena_fd)
         if not CONFIG.keep_session_dir and not self.opts.get("keep_session_dir"):
             shutil.rmtree(self.session_dir, ignore_errors=True)
@@ -478,12 +487,15 @@ class NodeManager:
                     w.idle_since = time.monotonic()
                 self._apply(self.scheduler.release(wid))
         elif kind == P.ALLOC:
-            offset = self.allocator.alloc(msg[2])
+            size = msg[2]
+            offset = self._alloc(size)
             if offset is None:
-                self._send(c, [P.ALLOC_REPLY, msg[1], -1, self._store_full_message(msg[2])])
+                # retryable while readers' pins may go away; never for what cannot ever fit
+                retry = size <= self.allocator.capacity
+                self._send(c, [P.ALLOC_REPLY, msg[1], -1, self._store_full_message(size), retry])
             else:
                 c.unsealed.add(offset)
-                self._send(c, [P.ALLOC_REPLY, msg[1], offset, ""])
+                self._send(c, [P.ALLOC_REPLY, msg[1], offset, "", False])
         elif kind == P.SEAL:
             _, req_id, oid, offset, size, owner = msg
             c.unsealed.discard(offset)
@@ -495,11 +507,16 @@ class NodeManager:
         elif kind == P.PIN:
             obj = self.objects.get(msg[2])
             if obj is None:
-                self._send(c, [P.PIN_REPLY, msg[1], -1, 0])
-            else:
-                obj.pins += 1
-                c.pins[msg[2]] += 1
-                self._send(c, [P.PIN_REPLY, msg[1], obj.offset, obj.size])
+                self._send(c, [P.PIN_REPLY, msg[1], -1, 0, "it was freed (no reference to it was left)"])
+                return
+            if obj.spilled is not None and not self._restore(obj):
+                self._send(c, [P.PIN_REPLY, msg[1], -1, 0, "it is spilled to disk and the store is too "
+                               "full to bring it back: " + self._store_full_message(obj.size)])
+                return
+            obj.pins += 1
+            obj.last_access = time.monotonic()
+            c.pins[msg[2]] += 1
+            self._send(c, [P.PIN_REPLY, msg[1], obj.offset, obj.size, ""])
         elif kind == P.UNPIN:
             for oid in msg[1]:
                 if c.pins.get(oid, 0) > 0:
@@ -637,11 +654,73 @@ class NodeManager:
     def _maybe_free(self, oid: bytes, obj: StoredObject) -> None:
         if not obj.primary and obj.pins <= 0:
             del self.objects[oid]
-            self.allocator.free(obj.offset)
+            if obj.spilled is not None:
+                self.spilled_bytes -= obj.size
+                try:
+                    os.unlink(obj.spilled)
+                except OSError:
+                    pass
+            else:
+                self.allocator.free(obj.offset)
+
+    # -- spilling ---------------------------------------------------------------------------------
+    def _alloc(self, size: int) -> int | None:
+        """Allocate, spilling least-recently-used unpinned objects to disk to make room."""
+        offset = self.allocator.alloc(size)
+        if offset is not None or size > self.allocator.capacity:
+            return offset
+        candidates = sorted((o for o in self.objects.values() if o.pins <= 0 and o.spilled is None),
+                            key=lambda o: o.last_access)
+        for obj in candidates:
+            if not self._spill(obj):
+                break
+            offset = self.allocator.alloc(size)
+            if offset is not None:
+                return offset
+        return None
+
+    def _spill(self, obj: StoredObject) -> bool:
+        quota = CONFIG.spill_max_bytes or int(shutil.disk_usage(self.session_dir).free * 0.9)
+        if self.spilled_bytes + obj.size > quota:
+            log.warning("not spilling %d bytes: the spill quota of %d bytes is used up", obj.size, quota)
+            return False
+        os.makedirs(self.spill_dir, exist_ok=True)
+        path = os.path.join(self.spill_dir, f"{obj.offset}-{os.urandom(6).hex()}")
+        try:
+            with open(path, "wb") as f:
+                f.write(memoryview(self.arena_map)[obj.offset:obj.offset + obj.size])
+        except OSError as e:
+            log.warning("spilling failed (%s): disk full?", e)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            return False
+        self.allocator.free(obj.offset)
+        obj.offset = -1
+        obj.spilled = path
+        self.spilled_bytes += obj.size
+        self.spill_count += 1
+        return True
+
+    def _restore(self, obj: StoredObject) -> bool:
+        offset = self._alloc(obj.size)
+        if offset is None:
+            return False
+        path = obj.spilled
+        assert path is not None
+        with open(path, "rb") as f:
+            f.readinto(memoryview(self.arena_map)[offset:offset + obj.size])
+        os.unlink(path)
+        obj.offset = offset
+        obj.spilled = None
+        self.spilled_bytes -= obj.size
+        self.restore_count += 1
+        return True
 
     def _store_full_message(self, size: int) -> str:
         top = sorted(self.objects.items(), key=lambda kv: -kv[1].size)[:5]
-        held = ", ".join(f"{oid.hex()[:16]} ({o.size / 2**20:.1f} MiB, "
+        held = ", ".join(f"{oid.hex()} ({o.size / 2**20:.1f} MiB, "
                          f"{'referenced' if o.primary else 'pinned by a reader'})" for oid, o in top)
         return (f"the object store cannot fit {size / 2**20:.1f} MiB: {self.allocator.used / 2**20:.1f} of "
                 f"{self.allocator.capacity / 2**20:.1f} MiB are in use by {len(self.objects)} objects "
@@ -652,6 +731,9 @@ class NodeManager:
         avail = dict(self.scheduler.available)
         avail["object_store_memory"] = float(self.allocator.capacity - self.allocator.used)
         return {"node_id": self.node_id, "address": self.address, "total": self.total_resources,
+                "object_store": {"capacity": self.allocator.capacity, "used": self.allocator.used,
+                                 "objects": len(self.objects), "spilled_bytes": self.spilled_bytes,
+                                 "spilled": self.spill_count, "restored": self.restore_count},
                 "available": avail, "session_dir": self.session_dir, "pid": os.getpid(),
                 "capacity": self.allocator.capacity, "num_workers": len(self.workers),
                 "demand": self.scheduler.demand(), "node_ip": self.opts.get("node_ip", "127.0.0.1")}
