@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import collections
 import gc
-import mmap
 import json
 import logging
+import mmap
 import os
 import selectors
 import shutil
