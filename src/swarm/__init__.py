@@ -15,6 +15,7 @@ from swarm import actor, exceptions
 from swarm.actor import ActorClass, ActorHandle, method
 from swarm.api import (
     available_resources,
+    cancel,
     cluster_resources,
     get,
     get_actor,
@@ -34,4 +35,4 @@ __version__ = "0.1.0"
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
            "cluster_resources", "available_resources", "nodes", "ObjectRef", "exceptions", "__version__",
-           "kill", "get_actor", "method", "actor", "ActorClass", "ActorHandle"]
+           "kill", "get_actor", "cancel", "method", "actor", "ActorClass", "ActorHandle"]

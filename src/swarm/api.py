@@ -235,6 +235,17 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     w.node_conn.send([P.KILL_ACTOR, actor._id, "it was killed by swarm.kill()"])
 
 
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that makes ``object_ref``: dropped if queued, interrupted (KeyboardInterrupt) if
+    running, its worker killed with ``force=True``; ``get`` then raises TaskCancelledError."""
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    w = _require_worker()
+    if w.mode == "local":
+        return
+    w.cancel(object_ref._id, force, recursive)
+
+
 def get_actor(name: str, namespace: str | None = None) -> Any:
     """The handle of the live actor called ``name`` (in ``namespace``, default: this job's)."""
     from swarm.actor import ActorHandle
@@ -281,5 +292,5 @@ def nodes() -> list[dict]:
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
-           "cluster_resources", "available_resources", "nodes", "kill", "get_actor"]
+           "cluster_resources", "available_resources", "nodes", "kill", "get_actor", "cancel"]
 

@@ -20,7 +20,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from swarm.core import protocol as P, serialization
-from swarm.exceptions import ActorDiedError
+from swarm.exceptions import ActorDiedError, TaskCancelledError
 
 if TYPE_CHECKING:
     from swarm.core.worker_main import TaskExecutor
@@ -37,6 +37,7 @@ class ActorHost:
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.sem: asyncio.Semaphore | None = None
+        self.running: dict[bytes, Any] = {}       # async calls in progress, cancellable
 
     def create(self, msg: list) -> None:
         _, actor_id, _class_id, blob, class_name, args_blob, resolved, opts, _gpus, _owner = msg
@@ -83,8 +84,10 @@ class ActorHost:
             return self.ex._error_reply(task_id, name, AttributeError(
                 f"actor {self.class_name} has no method {method!r}"), num_returns)
         if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(
+            fut = asyncio.run_coroutine_threadsafe(
                 self._run_async(conn, fn, name, task_id, args_blob, resolved, num_returns), self.loop)
+            self.running[task_id] = fut
+            fut.add_done_callback(lambda _f: self.running.pop(task_id, None))
             return None
         if self.pool is not None:
             self.pool.submit(self._run_threaded, conn, fn, name, task_id, args_blob, resolved, num_returns)
@@ -94,6 +97,14 @@ class ActorHost:
         except SystemExit as e:
             self._exit_after_call(conn, task_id, num_returns, e)
             return None
+
+    def cancel(self, task_id: bytes) -> bool:
+        """Cancel an async call in progress; False when it is not one (it may still be queued)."""
+        fut = self.running.get(task_id)
+        if fut is None:
+            return False
+        fut.cancel()
+        return True
 
     def _run_threaded(self, conn: Any, fn: Any, name: str, task_id: bytes, args_blob: bytes,
                       resolved: list | None, num_returns: int) -> None:
@@ -123,6 +134,10 @@ class ActorHost:
             except SystemExit as e:
                 self._exit_after_call(conn, task_id, num_returns, e)
                 return
+            except asyncio.CancelledError:
+                err = TaskCancelledError(f"actor call {name} was cancelled")
+                value = [P.VALUE_ERROR, serialization.serialize(err).inband]
+                reply = [P.TASK_DONE, task_id, [value] * num_returns, time.perf_counter() - t0, []]
             except Exception as e:
                 reply = self.ex._error_reply(task_id, name, e, num_returns)
         try:

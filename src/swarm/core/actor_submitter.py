@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarm.core import ids, protocol as P, serialization
 from swarm.core.submitter import FunctionEntry
-from swarm.exceptions import ActorDiedError, SwarmError, TaskUnschedulableError
+from swarm.exceptions import ActorDiedError, SwarmError, TaskCancelledError, TaskUnschedulableError
 
 if TYPE_CHECKING:
     from swarm.core.connection import Connection
@@ -275,6 +275,29 @@ class ActorSubmitter:
                 c.address = info["address"]  # type: ignore[index]
                 c.conn = conn
                 self.pump(c)
+
+    def cancel(self, rec: ActorCallRecord) -> None:
+        actor_id = self._caller_of(rec)
+        c = self.callers.get(actor_id) if actor_id is not None else None
+        if c is None:
+            return
+        if rec in c.queue:
+            c.queue.remove(rec)
+            self.core.submitter._fail(rec, TaskCancelledError(f"actor call {rec.fn.name} was cancelled"))
+        elif rec.task_id in c.inflight and c.conn is not None:
+            try:
+                c.conn.send([P.CANCEL_TASK, rec.task_id, False, False])
+            except OSError:
+                pass
+
+    def _caller_of(self, rec: ActorCallRecord) -> bytes | None:
+        c = self.inflight.get(rec.task_id)
+        if c is not None:
+            return c.actor_id
+        for c in self.callers.values():
+            if rec in c.queue:
+                return c.actor_id
+        return None
 
     def on_task_done(self, conn: Connection, m: list) -> None:
         task_id = m[1]

@@ -173,6 +173,7 @@ class CoreWorker:
         self.on_tasks: Callable[[list], None] | None = None
         self.on_tasks_returned_request: Callable[[], None] | None = None
         self.on_return_refs_held: Callable[..., Any] | None = None
+        self.on_cancel: Callable[..., Any] | None = None
         self.timers = Timers(self._tick, 0.05)
 
     # -- start / stop -----------------------------------------------------------------------------
@@ -320,6 +321,9 @@ class CoreWorker:
                         else:
                             self.borrowers.pop(oid, None)
                             self._maybe_free(oid)
+                elif kind == P.CANCEL_TASK:
+                    if self.on_cancel is not None:
+                        self.on_cancel(conn, m[1], m[2], m[3])
                 elif kind == P.RETURN_REFS_HELD:
                     if self.on_return_refs_held is not None:
                         self.on_return_refs_held(m[1], None)
@@ -659,6 +663,22 @@ class CoreWorker:
                     self.request_borrowed(oid)
         if ready:
             complete(oid)
+
+    def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
+        from swarm.core.actor_submitter import ActorCallRecord
+        with self._lock:
+            rec = self.submitter.pending_returns.get(oid)
+            if rec is None:
+                if oid not in self.owned and oid in self.refs:
+                    raise ValueError("only the process that submitted a task can cancel it")
+                return  # finished already
+            if isinstance(rec, ActorCallRecord):
+                if force:
+                    raise ValueError("force=True cannot be used to cancel an actor call; use swarm.kill() "
+                                     "on the actor instead")
+                self.actor_submitter.cancel(rec)
+            else:
+                self.submitter.cancel(rec, force, recursive)
 
     # -- periodic ---------------------------------------------------------------------------------
     def _tick(self) -> None:

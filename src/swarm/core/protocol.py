@@ -34,6 +34,7 @@ CREATE_ACTOR = 9      # [kind, actor_id, class_id, class_blob, class_name, args_
                       #  gpu_ids, owner_addr]
 ACTOR_TASK = 10       # [kind, task_id, actor_id, method, args_blob, resolved_args, num_returns, caller_addr]
 ACTOR_EXIT = 11       # [kind, actor_id]  no handle is left: exit after the calls already queued
+CANCEL_TASK = 12      # [kind, task_id, force, recursive]
 
 # --- core worker <-> node manager ------------------------------------------------------------------
 REQUEST_LEASE = 20    # [kind, req_id, shape: {resource: amount}, fn_name]

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from swarm._config import CONFIG
 from swarm.core import ids, protocol as P, serialization
-from swarm.exceptions import SwarmError, TaskError, TaskUnschedulableError, WorkerCrashedError
+from swarm.exceptions import (
+    SwarmError,
+    TaskCancelledError,
+    TaskError,
+    TaskUnschedulableError,
+    WorkerCrashedError,
+)
 
 if TYPE_CHECKING:
     from swarm.core.connection import Connection
@@ -49,7 +55,7 @@ class FunctionEntry:
 
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "ref_args", "keep", "num_returns", "return_ids", "key",
-                 "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state")
+                 "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state", "cancelled")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, args_blob: bytes, ref_args: list, keep: Any,
                  num_returns: int, shape: dict, max_retries: int, retry_exceptions: Any) -> None:
@@ -67,6 +73,7 @@ class TaskRecord:
         self.deps_pending = 0
         self.lease: Lease | None = None
         self.state = "waiting for its arguments"
+        self.cancelled = False
 
 
 class Lease:
@@ -130,7 +137,7 @@ class TaskSubmitter:
 
     def _dep_ready(self, rec: TaskRecord, _oid: bytes) -> None:
         rec.deps_pending -= 1
-        if rec.deps_pending == 0:
+        if rec.deps_pending == 0 and not rec.cancelled:
             self._enqueue(rec)
 
     def _enqueue(self, rec: TaskRecord, front: bool = False) -> None:
@@ -354,7 +361,10 @@ class TaskSubmitter:
         lease.conn.close()
         for rec in list(lease.inflight.values()):
             rec.lease = None
-            if rec.retries_left != 0:
+            if rec.cancelled:
+                err = TaskCancelledError(f"task {rec.fn.name} was cancelled (its worker was killed)")
+                self._fail(rec, err)
+            elif rec.retries_left != 0:
                 rec.retries_left -= 1
                 log.info("retrying %s: its worker died (%s)", rec.fn.name, cause.get("text"))
                 self._enqueue(rec, front=True)
@@ -397,7 +407,7 @@ class TaskSubmitter:
             kq.leases.clear()
 
     # -- failure ----------------------------------------------------------------------------------
-    def _fail(self, rec: TaskRecord, err: BaseException) -> None:
+    def _fail(self, rec: Any, err: BaseException) -> None:
         self._fail_with_value(rec, [P.VALUE_ERROR, serialization.serialize(err).inband])
 
     def _fail_with_value(self, rec: Any, value: list) -> None:
@@ -410,6 +420,30 @@ class TaskSubmitter:
         rec.keep = None
         rec.ref_args = []
         rec.state = "failed"
+
+    # -- cancellation -----------------------------------------------------------------------------
+    def cancel(self, rec: TaskRecord, force: bool, recursive: bool) -> None:
+        if rec.state in ("finished", "failed"):
+            return
+        rec.cancelled = True
+        if rec.lease is None:  # not dispatched: drop it here
+            kq = self.queues.get(rec.key)
+            if kq is not None:
+                try:
+                    kq.ready.remove(rec)
+                except ValueError:
+                    pass
+            self._fail(rec, TaskCancelledError(f"task {rec.fn.name} was cancelled before it started"))
+            return
+        try:
+            rec.lease.conn.send([P.CANCEL_TASK, rec.task_id, force, recursive])
+        except OSError:
+            pass
+
+    def cancel_all(self) -> None:
+        """Cancel every task this process submitted that has not finished (recursive cancel)."""
+        for rec in {id(r): r for r in self.pending_returns.values() if isinstance(r, TaskRecord)}.values():
+            self.cancel(rec, False, True)
 
     # -- introspection ----------------------------------------------------------------------------
     def is_pending_return(self, oid: bytes) -> bool:

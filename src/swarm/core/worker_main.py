@@ -16,6 +16,7 @@ import collections
 import io
 import os
 import queue
+import signal
 import socket
 import sys
 import time
@@ -23,7 +24,7 @@ from typing import Any
 
 from swarm.core import core_worker, protocol as P, serialization
 from swarm.core.submitter import EMPTY_ARGS
-from swarm.exceptions import SerializationError, SwarmError
+from swarm.exceptions import SerializationError, SwarmError, TaskCancelledError
 
 TAG = "\x1e"
 
@@ -74,6 +75,8 @@ class TaskExecutor:
         self.replies: dict[Any, list] = {}
         self.oldest_reply = 0.0
         self.streams = (sys.stdout, sys.stderr)
+        self.cancelled_ids: set[bytes] = set()
+        self.cancel_requested: bytes | None = None
         from swarm.core.actor_host import ActorHost
         self.actors = ActorHost(self)
 
@@ -121,7 +124,15 @@ class TaskExecutor:
                 local.extend(batch)
             conn, msg = local.popleft()
             t0 = time.perf_counter()
-            reply = self.execute(conn, msg)
+            reply: list | None
+            if self.cancelled_ids and msg[1] in self.cancelled_ids:
+                self.cancelled_ids.discard(msg[1])
+                reply = self._cancelled_reply(msg)
+            else:
+                try:
+                    reply = self.execute(conn, msg)
+                except KeyboardInterrupt:  # a cancel that arrived just after its task ended
+                    continue
             if reply is None:
                 continue
             now = time.perf_counter()
@@ -160,6 +171,30 @@ class TaskExecutor:
             self.flush()
             self.actors.exit("all handles to the actor went out of scope")
         return None
+
+    def _cancelled_reply(self, msg: list) -> list:
+        n = msg[7] if msg[0] == P.PUSH_TASK else msg[6]
+        name = msg[4] if msg[0] == P.PUSH_TASK else msg[3]
+        err = TaskCancelledError(f"task {name} was cancelled before it started")
+        return [P.TASK_DONE, msg[1], [[P.VALUE_ERROR, serialization.serialize(err).inband]] * n, 0.0, []]
+
+    def on_cancel(self, conn: Any, task_id: bytes, force: bool, recursive: bool) -> None:
+        """From a reader thread: cancel a task that is running here or queued here."""
+        core = self.core
+        if core.current_task_id == task_id:
+            if force:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if recursive:
+                core.submitter.cancel_all()
+            self.cancel_requested = task_id
+            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt in the main thread (see _on_sigint)
+        elif not self.actors.cancel(task_id):
+            self.cancelled_ids.add(task_id)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.cancel_requested is not None and self.core.current_task_id == self.cancel_requested:
+            self.cancel_requested = None
+            raise KeyboardInterrupt
 
     def _set_tag(self, name: str) -> None:
         for s in self.streams:
@@ -214,6 +249,10 @@ class TaskExecutor:
             data = serialization.serialize(err).inband
             returns = [[P.VALUE_ERROR, data]] * num_returns
             contained = []
+        except KeyboardInterrupt:
+            cancelled = TaskCancelledError(f"task {fn_name} was cancelled while it ran")
+            returns = [[P.VALUE_ERROR, serialization.serialize(cancelled).inband]] * num_returns
+            contained = []
         finally:
             core.executing = False
             core.current_task_id = None
@@ -264,6 +303,8 @@ def run_worker(opts: dict) -> None:
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued
     core.on_return_refs_held = executor.held_return_refs.pop
+    core.on_cancel = executor.on_cancel
+    signal.signal(signal.SIGINT, executor._on_sigint)
     core.namespace = "default"  # type: ignore[attr-defined]
     core_worker.set_current(core)
     api._set_worker(core)
