@@ -232,7 +232,7 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; to stop a task use "
                         f"swarm.cancel(ref)")
     w = _require_worker()
-    w.node_conn.send([P.KILL_ACTOR, actor._id, "it was killed by swarm.kill()"])
+    w.node_conn.send([P.KILL_ACTOR, actor._id, "it was killed by swarm.kill()", bool(no_restart)])
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:

@@ -22,6 +22,10 @@ the min .. max range, the unit, and a note.
     tasks_million      1,000,000 no-op tasks submitted as fast as possible, drained
                        with wait() in chunks; peak RSS of driver and node sampled
                        every 100 ms                                                 tasks/s
+    pool_map_small     10,000 trivial items through swarm.util.multiprocessing's
+                       Pool.map, beside the standard library's multiprocessing.Pool
+                       (same processes count, both pools warm, runs alternated);
+                       note gives both throughputs and their ratio                  items/s
 
 How: the in-process workloads share one local cluster (``swarm.init(num_cpus=...)``) started on
 first use; ``startup`` and ``idle_memory`` run fresh Python subprocesses (and the shared cluster
@@ -557,6 +561,52 @@ def bench_tasks_million(cfg: Config) -> Result:
                    "peak_node_rss_mb": peak.peak_node_mb, "node_rss_before_mb": base["rss_mb"]})
 
 
+# --------------------------------------------------------------------------- drop-ins
+
+
+def bench_pool_map_small(cfg: Config) -> Result:
+    import multiprocessing
+
+    if IMPL == "ray":
+        from ray.util.multiprocessing import Pool
+    else:
+        from swarm.util.multiprocessing import Pool
+    n, procs = 10_000, cfg.num_cpus
+    items = list(range(n))
+    expected = [x + 1 for x in items]
+    # forkserver: the stdlib's workers are not forked from this multi-threaded process (the start
+    # method only changes pool start-up, which is not timed)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else None)
+
+    def run(pool: Any) -> float:
+        t0 = time.perf_counter()
+        out = pool.map(inc, items)
+        dt = time.perf_counter() - t0
+        expect(out == expected, "wrong results")
+        return n / dt
+
+    ours: list[float] = []
+    stdlib: list[float] = []
+    t0 = time.perf_counter()
+    with Pool(procs) as pool:
+        run(pool)  # warm-up: the actors are up
+        ours_start = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with ctx.Pool(procs) as std_pool:
+            run(std_pool)
+            std_start = time.perf_counter() - t0
+            for _ in range(cfg.pick(7, 3)):  # alternated, so both see the same machine
+                ours.append(run(pool))
+                stdlib.append(run(std_pool))
+    a, b = statistics.median(ours), statistics.median(stdlib)
+    note = (f"{n:,} x inc on {procs} processes: {IMPL} {fmt(a)}/s, stdlib {fmt(b)}/s, "
+            f"{IMPL}/stdlib {a / b:.2f}x (start-up + first map {ours_start:.2f} s vs {std_start:.2f} s)")
+    return Result("pool_map_small", "items/s", ours, note,
+                  {"stdlib_items_per_s": stdlib, "ratio": a / b, "processes": procs,
+                   "first_map_s": ours_start, "stdlib_first_map_s": std_start})
+
+
 # --------------------------------------------------------------------------- runner
 
 #: name -> (function, runs inside the shared cluster)
@@ -574,6 +624,7 @@ WORKLOADS: dict[str, tuple[Callable[[Config], Result], bool]] = {
     "startup": (bench_startup, False),
     "idle_memory": (bench_idle_memory, False),
     "tasks_million": (bench_tasks_million, True),
+    "pool_map_small": (bench_pool_map_small, True),
 }
 FULL_SUITE_ONLY = {"tasks_million"}
 

@@ -107,11 +107,6 @@ def leftover_temp_entries(before: set[str]) -> set[str]:
     return left
 
 
-@pytest.fixture
-def num_tasks() -> int:
-    return 20
-
-
 @swarm.remote
 def double(x):
     return 2 * x
@@ -126,17 +121,12 @@ def start_grandchild():
 
 @swarm.remote
 def nested(n):
-    # the inner function is made here: a task that captures an already used RemoteFunction cannot be
-    # pickled (see test_task_capturing_a_used_remote_function_can_be_submitted)
-    @swarm.remote
-    def inner(x):
-        return 2 * x
-
-    return sum(swarm.get([inner.remote(i) for i in range(n)]))
+    return sum(swarm.get([double.remote(i) for i in range(n)]))
 
 
 # -- in-process init / shutdown --------------------------------------------------------------------
-def test_shutdown_leaves_no_process_and_removes_session_dir(isolated, num_tasks):
+def test_shutdown_leaves_no_process_and_removes_session_dir(isolated):
+    num_tasks = 20
     before = descendants()
     swarm.init(num_cpus=2)
     session_dir = swarm.api._worker.node_info["session_dir"]
@@ -188,9 +178,8 @@ def test_shutdown_twice_and_reinit_is_clean(isolated):
     assert not os.path.exists(first)
 
 
-@pytest.mark.xfail(reason="runtime bug: RemoteFunction pickles its cached _entry_session (the CoreWorker, "
-                          "with an RLock) once it has been called", strict=True)
 def test_task_capturing_a_used_remote_function_can_be_submitted(isolated):
+    # regression: RemoteFunction used to pickle its session cache (the CoreWorker, with an RLock)
     swarm.init(num_cpus=2)
 
     @swarm.remote

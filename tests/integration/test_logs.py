@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+import swarm
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -79,18 +82,32 @@ def run_driver(log_to_driver: bool) -> tuple[str, str, dict]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
     env.pop("SWARM_KEEP_SESSION_DIR", None)
-    proc = subprocess.run([sys.executable, "-c", DRIVER, "1" if log_to_driver else "0"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    env["PYTHONFAULTHANDLER"] = "1"
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, "1" if log_to_driver else "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)          # faulthandler dumps every thread's stack
+        try:
+            stdout, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            try:
+                stdout, stderr = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                stdout, stderr = "", "(no output: a descendant holds the driver's stdout/stderr open)"
+        pytest.fail(f"the driver script hung for 120 s:\n{stdout}\n{stderr}")
     info: dict = {}
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("BEFORE_SHUTDOWN "):
             info = json.loads(line.split(" ", 1)[1])
     if info.get("session_dir"):
         run_driver.session_dirs.append(info["session_dir"])  # type: ignore[attr-defined]
-    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    assert info, proc.stdout
-    assert "AFTER_SHUTDOWN" in proc.stdout
-    return proc.stdout, proc.stderr, info
+    assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{stdout}\n{stderr}"
+    assert info, stdout
+    assert "AFTER_SHUTDOWN" in stdout
+    return stdout, stderr, info
 
 
 run_driver.session_dirs = []  # type: ignore[attr-defined]
@@ -149,7 +166,8 @@ def test_task_output_is_kept_in_session_log_files():
         assert logs in p.parents
     # the files hold the raw lines, in order
     text = out_files[0].read_text()
-    assert text.index("hello from task\n") < text.index("hello from task 1\n") < text.index("hello from task 2")
+    positions = [text.index(f"hello from task{s}\n") for s in ("", " 1", " 2")]
+    assert positions == sorted(positions)
 
 
 def test_log_to_driver_false_keeps_output_away_from_driver_but_in_files():
@@ -159,3 +177,54 @@ def test_log_to_driver_false_keeps_output_away_from_driver_but_in_files():
     assert f"pid={info['pid']})" not in stdout + stderr
     assert log_files_containing(info["session_dir"], "hello from task 2")
     assert log_files_containing(info["session_dir"], "trouble on stderr")
+
+
+def test_kept_session_dir_survives_the_next_init(isolated):
+    swarm.init(num_cpus=1, _keep_session_dir=True)
+    kept = swarm.api._worker.node_info["session_dir"]
+    run_driver.session_dirs.append(kept)  # type: ignore[attr-defined]
+    swarm.shutdown()
+    assert os.path.isdir(kept)
+    swarm.init(num_cpus=1)
+    swarm.shutdown()
+    assert os.path.isdir(os.path.join(kept, "logs")), "the logs the user asked to keep were deleted"
+
+
+PARTIAL_LINE_DRIVER = textwrap.dedent("""
+    import os, sys, time
+    import swarm
+
+    swarm.init(num_cpus=1)
+
+    @swarm.remote
+    def first():
+        print("partial", end="", flush=True)      # no newline
+        return os.getpid()
+
+    @swarm.remote
+    def second():
+        print("line of second")
+        return os.getpid()
+
+    for _ in range(20):                           # until both ran in the same worker
+        a = swarm.get(first.remote())
+        time.sleep(0.2)
+        b = swarm.get(second.remote())
+        if a == b:
+            break
+    print(f"SAME_WORKER {a == b} {b}", flush=True)
+    time.sleep(1.0)                               # let the forwarded lines arrive
+    swarm.shutdown()
+""")
+
+
+def test_unterminated_line_does_not_mislabel_the_next_task():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-c", PARTIAL_LINE_DRIVER], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "SAME_WORKER True" in proc.stdout, proc.stdout
+    assert "\x1e" not in proc.stdout, repr(proc.stdout)
+    lines = [line for line in proc.stdout.splitlines() if "line of second" in line]
+    assert lines and all(line.startswith("(second pid=") for line in lines), lines

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class ActorCallRecord:
     __slots__ = ("task_id", "fn", "method", "args_blob", "ref_args", "keep", "num_returns", "return_ids",
-                 "deps_pending", "state", "shape")
+                 "deps_pending", "state", "shape", "retries_left")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, method: str, args_blob: bytes, ref_args: list,
                  keep: Any, num_returns: int) -> None:
@@ -47,6 +47,7 @@ class ActorCallRecord:
         self.deps_pending = 0
         self.state = "queued until the actor is reachable"
         self.shape: dict = {}
+        self.retries_left = 0
 
 
 class Creation:
@@ -90,6 +91,8 @@ class ActorSubmitter:
         self.inflight: dict[bytes, ActorCaller] = {}
         self.creations: dict[int, Creation] = {}
         self.actor_leases: dict[bytes, bytes] = {}     # worker id -> actor id (actors we created)
+        self.creations_by_actor: dict[bytes, Creation] = {}   # kept to re-run the constructor
+        self.restarts: dict[bytes, int] = {}
 
     def caller(self, actor_id: bytes, info: dict) -> ActorCaller:
         c = self.callers.get(actor_id)
@@ -126,7 +129,11 @@ class ActorSubmitter:
 
     def on_lease_reply(self, m: list) -> None:
         cr = self.creations.pop(m[1])
-        c = self.callers[cr.actor_id]
+        c = self.callers.get(cr.actor_id)
+        if c is None or c.terminated:  # every handle went away before it could start
+            if m[0] == P.LEASE_GRANTED:
+                self.core.submitter._send_node([P.RETURN_LEASE, m[2]])
+            return
         if m[0] == P.LEASE_FAILED:
             self._mark_dead(c, TaskUnschedulableError(f"cannot create actor {cr.info['class_name']}: {m[2]}"))
             return
@@ -156,7 +163,10 @@ class ActorSubmitter:
         wire_info = dict(cr.info, owner=self.core.address, actor_id=cr.actor_id)
         self.core.submitter._send_node([P.ACTOR_BIND, cr.actor_id, worker_id, wire_info])
         self.actor_leases[worker_id] = cr.actor_id
-        cr.keep = None
+        if cr.info.get("max_restarts"):
+            self.creations_by_actor[cr.actor_id] = cr
+        else:
+            cr.keep = None
         c.creating = False
         c.address = address
         c.conn = conn
@@ -167,9 +177,40 @@ class ActorSubmitter:
         if actor_id is None:
             return False
         c = self.callers.get(actor_id)
-        if c is not None and c.dead is None:
-            self._mark_dead(c, ActorDiedError(_cause_text(c.info, cause)))
+        if c is None or c.dead is not None:
+            return True
+        cr = self.creations_by_actor.get(actor_id)
+        max_restarts = c.info.get("max_restarts", 0)
+        done = self.restarts.get(actor_id, 0)
+        err = ActorDiedError(_cause_text(c.info, cause))
+        if cr is None or cause.get("no_restart") or (max_restarts != -1 and done >= max_restarts):
+            self._mark_dead(c, err)
+            return True
+        # restart: run the constructor again in a new worker; retry or fail the calls in flight
+        self.restarts[actor_id] = done + 1
+        log.info("restarting actor %s (%d/%s): %s", c.info.get("class_name"), done + 1,
+                 "inf" if max_restarts == -1 else max_restarts, cause.get("text"))
+        self._requeue_or_fail(c, err)
+        c.conn = None
+        c.address = None
+        c.creating = True
+        self._request_lease(cr)
         return True
+
+    def _requeue_or_fail(self, c: ActorCaller, err: BaseException) -> None:
+        """The actor process died: calls in flight run again if their retries allow, else fail."""
+        retry = []
+        value = [P.VALUE_ERROR, serialization.serialize(err).inband]
+        for tid, rec in list(c.inflight.items()):
+            self.inflight.pop(tid, None)
+            if rec.retries_left != 0:
+                rec.retries_left -= 1
+                retry.append(rec)
+            else:
+                self.core.submitter._fail_with_value(rec, value)
+        c.inflight.clear()
+        for rec in reversed(retry):
+            c.queue.appendleft(rec)
 
     def terminate(self, actor_id: bytes) -> None:
         """No handle is left anywhere: let the actor finish its queue and exit (unless detached)."""
@@ -307,29 +348,41 @@ class ActorSubmitter:
             self.core.submitter.store_returns(rec, m[2], m[4], conn)
 
     def on_conn_closed(self, conn: Connection) -> None:
-        dead = [c for c in self.callers.values() if c.conn is conn and c.dead is None]
-        if dead:
-            threading.Thread(target=self._diagnose, args=(dead,), daemon=True).start()
+        # the owner learns of its actors' deaths from the node manager (WORKER_DIED), with the cause
+        lost = [c for c in self.callers.values() if c.conn is conn and c.dead is None
+                and c.actor_id not in self.core.owned_actors]
+        if lost:
+            threading.Thread(target=self._diagnose, args=(lost, conn.peer_address), daemon=True).start()
 
-    def _diagnose(self, callers: list) -> None:
-        """The connection to an actor closed: learn why from the node manager, fail what is pending."""
+    def _diagnose(self, callers: list, old_address: str | None) -> None:
+        """The connection to an actor closed: ask the node manager whether it died (and why) or was
+        restarted elsewhere; fail or re-send what was pending accordingly."""
         for c in callers:
-            cause = None
-            deadline = time.monotonic() + 3.0
+            info = None
+            deadline = time.monotonic() + 10.0
             while time.monotonic() < deadline:
                 try:
-                    info = self.core.nm_call(functools.partial(_get_actor_msg, c.actor_id, False),
-                                             timeout=5)[2]
+                    msg = functools.partial(_get_actor_msg, c.actor_id, True)
+                    info = self.core.nm_call(msg, timeout=60)[2]
                 except (OSError, SwarmError):
+                    info = None
                     break
-                if info is None or info.get("state") == "DEAD":
-                    cause = info and info.get("death_cause")
+                if info is None or info.get("state") == "DEAD" or info.get("address") != old_address:
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # the node manager has not noticed the death yet
             with self.core._lock:
-                if c.dead is None:
-                    self._mark_dead(c, ActorDiedError(_cause_text(c.info, {"text": cause or
-                                                                           "its connection closed"})))
+                if c.dead is not None:
+                    continue
+                if info is None or info.get("state") != "ALIVE" or info.get("address") == old_address:
+                    text = (info or {}).get("death_cause") or "its connection closed"
+                    self._mark_dead(c, ActorDiedError(_cause_text(c.info, {"text": text})))
+                    continue
+                why = info.get("last_death_cause") or "it restarted"
+                err = ActorDiedError(_cause_text(c.info, {"text": why}))
+                self._requeue_or_fail(c, err)
+                c.conn = None
+                c.address = None
+                self.pump(c)  # resolves the new address
 
     def _mark_dead(self, c: ActorCaller, err: BaseException) -> None:
         c.dead = err
@@ -364,15 +417,15 @@ def create_actor(core: CoreWorker, entry: FunctionEntry, args: tuple, kwargs: di
     from swarm.core.core_worker import encode_args
 
     actor_id = core.ids.put_id()
-    if info.get("name"):
-        wire = dict(info, owner=core.address, actor_id=actor_id)
-        existing = core.nm_call(lambda r: [P.REGISTER_ACTOR, r, actor_id, wire])[2]
-        if existing is not None:
-            if get_if_exists:
-                return ActorHandle(existing["actor_id"], existing, existing["owner"], core)
-            raise ValueError(f"an actor named {info['name']!r} already exists in namespace "
-                             f"{info['namespace']!r}: pick another name, kill it first, or pass "
-                             f"get_if_exists=True to get a handle to it")
+    # registered before the handle exists anywhere, so any holder can look it up (and wait for it)
+    wire = dict(info, owner=core.address, actor_id=actor_id)
+    existing = core.nm_call(lambda r: [P.REGISTER_ACTOR, r, actor_id, wire])[2]
+    if existing is not None:
+        if get_if_exists:
+            return ActorHandle(existing["actor_id"], existing, existing["owner"], core)
+        raise ValueError(f"an actor named {info['name']!r} already exists in namespace "
+                         f"{info['namespace']!r}: pick another name, kill it first, or pass "
+                         f"get_if_exists=True to get a handle to it")
     blob, ref_args, keep = encode_args(core, args, kwargs)
     handle = ActorHandle(actor_id, info, core.address, core, counted=True)
     with core._lock:
@@ -398,6 +451,7 @@ def submit_call(core: CoreWorker, handle: Any, method: str, args: tuple, kwargs:
         if fn is None:
             fn = c.entries[method] = FunctionEntry(b"", b"", f"{handle._info['class_name']}.{method}")
         rec = ActorCallRecord(core.ids.task_id(), fn, method, blob, ref_args, keep, num_returns)
+        rec.retries_left = handle._info.get("max_task_retries", 0)
         refs = [ObjectRef(rid, address, core, True) for rid in rec.return_ids]
         for rid in rec.return_ids:
             core.refs[rid] = 1

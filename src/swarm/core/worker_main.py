@@ -37,11 +37,16 @@ class TaggedStream(io.TextIOBase):
         self._raw = open(fd, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
         self.tag = "worker"
         self._emitted: str | None = None
+        self._open_line = False
 
     def write(self, s: str) -> int:
+        if not s:
+            return 0
         if self.tag != self._emitted:
-            self._raw.write(TAG + self.tag + "\n")
+            # an unfinished line of the previous task is ended first, or the tag would join it
+            self._raw.write(("\n" if self._open_line else "") + TAG + self.tag + "\n")
             self._emitted = self.tag
+        self._open_line = not s.endswith("\n")
         return self._raw.write(s)
 
     def flush(self) -> None:

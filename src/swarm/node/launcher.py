@@ -39,6 +39,8 @@ def _remove_stale_sessions(base: str) -> None:
         return
     for name in names:
         pid_file = os.path.join(base, name, "node_manager.pid")
+        if os.path.exists(os.path.join(base, name, "KEEP")):
+            continue
         try:
             with open(pid_file) as f:
                 pid = int(f.read().strip())
@@ -74,6 +76,8 @@ def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
                            + (f":\n{detail}" if detail else ""))
     with open(os.path.join(opts["session_dir"], "node_manager.pid"), "w") as f:
         f.write(str(proc.pid))
+    if opts.get("keep_session_dir") or CONFIG.keep_session_dir:
+        open(os.path.join(opts["session_dir"], "KEEP"), "w").close()  # kept on purpose: not stale
     return proc
 
 

@@ -145,6 +145,7 @@ class NodeManager:
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
         gc.freeze()
         for _ in range(self.num_cpus):
+            self.scheduler.starting += 1
             self._start_worker()
 
     def _stop(self, why: str) -> None:
@@ -296,7 +297,9 @@ class NodeManager:
             cause = {"text": text, "exit_code": code, "signal": sig, "pid": w.pid,
                      "stderr_tail": tail, "reason": w.killed_reason}
             if w.actor_id is not None:
-                cause["text"] = self.actors[w.actor_id]["death_cause"]
+                a = self.actors[w.actor_id]
+                cause["text"] = a.get("death_cause") or a.get("last_death_cause")
+                cause["no_restart"] = a["state"] == "DEAD"
             holder = lease_req.client
             if isinstance(holder, Client):
                 self._send(holder, [P.WORKER_DIED, w.worker_id, cause])
@@ -568,22 +571,26 @@ class NodeManager:
         a: dict | None
         if kind == P.REGISTER_ACTOR:
             _, req_id, actor_id, info = msg
-            key = (info["namespace"], info["name"])
-            existing = self.actors.get(self.actor_names.get(key, b""))
-            if existing is not None and existing["state"] != "DEAD":
-                self._send(c, [P.ACTOR_INFO, req_id, existing])
-                return
-            self.actor_names[key] = actor_id
-            self.actors[actor_id] = dict(info, state="PENDING")
+            if info.get("name"):
+                key = (info["namespace"], info["name"])
+                existing = self.actors.get(self.actor_names.get(key, b""))
+                if existing is not None and existing["state"] != "DEAD":
+                    self._send(c, [P.ACTOR_INFO, req_id, existing])
+                    return
+                self.actor_names[key] = actor_id
+            self.actors[actor_id] = dict(info, state="PENDING", owner_id=c.worker_id)
             self._send(c, [P.ACTOR_INFO, req_id, None])
         elif kind == P.ACTOR_BIND:
             _, actor_id, worker_id, info = msg
             w = self.workers.get(worker_id)
             a = self.actors.setdefault(actor_id, dict(info))
             assert a is not None
+            a["owner_id"] = c.worker_id
             if w is None:
                 a.update(state="DEAD", death_cause="its worker died before the actor started")
             else:
+                if a.get("state") == "RESTARTING":
+                    a["num_restarts"] = a.get("num_restarts", 0) + 1
                 a.update(state="ALIVE", address=w.address, pid=w.pid, worker_id=worker_id)
                 w.actor_id = actor_id
                 w.tag = {1: info["class_name"], 2: info["class_name"]}
@@ -593,15 +600,16 @@ class NodeManager:
             if actor_id is None:
                 actor_id = self.actor_names.get((namespace, name))
             a = self.actors.get(actor_id) if actor_id is not None else None
-            if a is not None and wait_alive and a["state"] == "PENDING":
+            if a is not None and wait_alive and a["state"] in ("PENDING", "RESTARTING"):
                 self.actor_waiters.setdefault(actor_id, []).append((c, req_id))
             else:
                 self._send(c, [P.ACTOR_INFO, req_id, a])
         elif kind == P.KILL_ACTOR:
-            _, actor_id, cause = msg
+            _, actor_id, cause, no_restart = msg
             a = self.actors.get(actor_id)
             if a is None or a["state"] == "DEAD":
                 return
+            a["no_restart"] = no_restart
             w = self.workers.get(a.get("worker_id", b""))
             if w is not None:
                 self._kill(w, cause)
@@ -631,9 +639,19 @@ class NodeManager:
             tail = "\n".join(w.stderr_tail)
             if tail:
                 cause += "; last lines it wrote to stderr:\n" + tail
+        max_restarts = a.get("max_restarts", 0)
+        owner_alive = any(c.worker_id is not None and self._is_owner(c, a) for c in self.clients.values())
+        if (not a.get("no_restart") and owner_alive
+                and (max_restarts == -1 or a.get("num_restarts", 0) < max_restarts)):
+            a.update(state="RESTARTING", last_death_cause=cause)   # the owner re-creates it
+            a.pop("reported_cause", None)
+            return
         a.update(state="DEAD", death_cause=cause)
         self._forget_name(a)
         self._notify_actor_waiters(w.actor_id)  # type: ignore[arg-type]
+
+    def _is_owner(self, c: Client, a: dict) -> bool:
+        return a.get("owner_id") == c.worker_id
 
     def _forget_name(self, a: dict) -> None:
         key = (a.get("namespace"), a.get("name"))

@@ -56,7 +56,7 @@ class LeaseScheduler:
     def __init__(self, total: dict[str, float], max_workers: int | None = None) -> None:
         self.total = {k: float(v) for k, v in total.items() if v > 0}
         self.available = dict(self.total)
-        self.free_gpus = list(range(int(self.total.get("GPU", 0))))
+        self.gpu_free = [1.0] * int(self.total.get("GPU", 0))   # free fraction of each GPU
         self.queue: collections.deque[LeaseRequest] = collections.deque()
         self.idle_workers: list[bytes] = []            # LIFO: the most recently used is warmest
         self.leases: dict[bytes, tuple[LeaseRequest, list[int]]] = {}
@@ -137,32 +137,57 @@ class LeaseScheduler:
             if k == "CPU" and was_blocked:
                 continue
             self.available[k] = self.available.get(k, 0.0) + v
-        self.free_gpus.extend(gpus)
-        self.free_gpus.sort()
+        share = req.shape.get("GPU", 0.0)
+        for g in gpus:
+            self.gpu_free[g] = min(1.0, self.gpu_free[g] + (share if share < 1 else 1.0))
         return True
 
-    def _fits(self, shape: dict[str, float]) -> bool:
+    @property
+    def free_gpus(self) -> list[int]:
+        """Ids of the GPUs no lease uses any part of."""
+        return [g for g, free in enumerate(self.gpu_free) if free >= 1.0 - EPS]
+
+    def _take_gpus(self, amount: float) -> list[int]:
+        """Whole GPUs for amount >= 1; for a fraction, one GPU with that much left (shared, as Ray)."""
+        if amount <= 0:
+            return []
+        if amount < 1:
+            for g, free in enumerate(self.gpu_free):
+                if free + EPS >= amount:
+                    self.gpu_free[g] = free - amount
+                    return [g]
+            return []
+        ids = [g for g, free in enumerate(self.gpu_free) if free >= 1.0 - EPS][:int(amount + 0.999999)]
+        for g in ids:
+            self.gpu_free[g] = 0.0
+        return ids
+
+    def _fits(self, shape: dict[str, float], reserved: dict[str, float] | None = None) -> bool:
         avail = self.available
+        if reserved:
+            return all(avail.get(k, 0.0) - reserved.get(k, 0.0) + EPS >= v for k, v in shape.items())
         return all(avail.get(k, 0.0) + EPS >= v for k, v in shape.items())
 
     def _dispatch(self) -> list:
         actions: list = []
         waiting_for_workers = 0
         remaining: collections.deque[LeaseRequest] = collections.deque()
+        reserved: dict[str, float] = {}   # held for requests that wait for a worker to start
         while self.queue:
             req = self.queue.popleft()
-            if not self._fits(req.shape):
+            if not self._fits(req.shape, reserved):
                 remaining.append(req)
                 continue
             if not self.idle_workers:
                 waiting_for_workers += 1
+                for k, v in req.shape.items():
+                    reserved[k] = reserved.get(k, 0.0) + v
                 remaining.append(req)
                 continue
             worker_id = self.idle_workers.pop()
             for k, v in req.shape.items():
                 self.available[k] = self.available.get(k, 0.0) - v
-            n_gpu = int(req.shape.get("GPU", 0) + 0.999999)
-            gpus, self.free_gpus = self.free_gpus[:n_gpu], self.free_gpus[n_gpu:]
+            gpus = self._take_gpus(req.shape.get("GPU", 0.0))
             self.leases[worker_id] = (req, gpus)
             actions.append(Grant(req, worker_id, gpus))
         self.queue = remaining

@@ -125,9 +125,6 @@ def test_no_duplicate_start_for_a_request_already_waiting_for_a_worker():
     assert s.starting == 1
 
 
-@pytest.mark.xfail(reason="runtime bug: StartWorker is emitted for every queued request that fits on its "
-                          "own, so more workers start than the node's resources can run at once",
-                   strict=True)
 def test_workers_started_never_exceed_what_the_resources_can_run():
     s = sched({"CPU": 2})
     started = sum(starts(s.request(req(i, CPU=1))) for i in range(8))
@@ -266,9 +263,6 @@ def test_fractional_gpu_gets_one_id():
     assert g.gpu_ids == [0]
 
 
-@pytest.mark.xfail(reason="runtime bug: a second fractional-GPU lease on the same GPU gets gpu_ids=[] "
-                          "(no CUDA_VISIBLE_DEVICES) instead of sharing the GPU id, as Ray does",
-                   strict=True)
 def test_fractional_gpu_leases_share_the_gpu_id():
     s = sched({"CPU": 2, "GPU": 1}, workers=2)
     g1 = grants(s.request(req(1, GPU=0.5)))[0]
