@@ -32,6 +32,12 @@ class Config:
     spill_max_bytes: int = 0
     #: a producer waits this long for room in a full store before ObjectStoreFullError
     object_store_full_timeout_s: float = 30.0
+    #: the memory monitor kills the worker using the most memory past this share of node memory
+    memory_usage_threshold: float = 0.95
+    #: how often the memory monitor looks (0 disables it)
+    memory_monitor_interval_s: float = 0.25
+    #: a task killed for memory is retried this many times before OutOfMemoryError
+    task_oom_retries: int = 3
     #: keep the session directory (logs) after shutdown
     keep_session_dir: bool = False
     #: where session directories live

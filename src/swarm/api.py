@@ -107,6 +107,9 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
             "object_store_memory": int(object_store_memory or launcher.default_object_store_memory()),
             "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir")),
             "sys_path": [p or os.getcwd() for p in sys.path]}
+    for key in ("memory_usage_threshold", "memory_monitor_interval_s"):
+        if "_" + key in extra:
+            opts[key] = extra["_" + key]
     _node_proc = launcher.start_node_manager(opts)
     worker_id = ids.new_worker_id()
     my_address = f"unix:swarm-{node_id}-{worker_id.hex()}"

@@ -574,8 +574,13 @@ class CoreWorker:
             self._leave_blocked()
 
     def describe_pending(self, oids: list) -> str:
+        """What the objects still wait for, in words: the task's state, its resources, its arguments."""
+        try:
+            node = self.nm_call(lambda r: [P.CLUSTER_INFO, r], timeout=5)[2]
+        except (OSError, SwarmError):
+            node = None
         with self._lock:
-            parts = [self.submitter.describe(oid) for oid in oids[:3] if oid not in self.values]
+            parts = [self.submitter.describe(oid, node) for oid in oids[:3] if oid not in self.values]
         return "; ".join(parts) or "nothing"
 
     def _enter_blocked(self) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from swarm._config import CONFIG
 from swarm.core import ids, protocol as P, serialization
 from swarm.exceptions import (
+    OutOfMemoryError,
     SwarmError,
     TaskCancelledError,
     TaskError,
@@ -55,7 +56,8 @@ class FunctionEntry:
 
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "ref_args", "keep", "num_returns", "return_ids", "key",
-                 "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state", "cancelled")
+                 "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state", "cancelled",
+                 "oom_retries_left")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, args_blob: bytes, ref_args: list, keep: Any,
                  num_returns: int, shape: dict, max_retries: int, retry_exceptions: Any) -> None:
@@ -74,6 +76,7 @@ class TaskRecord:
         self.lease: Lease | None = None
         self.state = "waiting for its arguments"
         self.cancelled = False
+        self.oom_retries_left = CONFIG.task_oom_retries
 
 
 class Lease:
@@ -103,8 +106,8 @@ class KeyQueue:
         self.exec_ema: float | None = None
 
     def depth(self) -> int:
-        if self.exec_ema is None:
-            return 2
+        if self.exec_ema is None:  # unknown length: never queue a task behind one that may be long
+            return 1
         d = CONFIG.pipeline_target_s / max(self.exec_ema, 1e-6)
         return max(1, min(CONFIG.pipeline_max_depth, int(d)))
 
@@ -364,6 +367,12 @@ class TaskSubmitter:
             if rec.cancelled:
                 err = TaskCancelledError(f"task {rec.fn.name} was cancelled (its worker was killed)")
                 self._fail(rec, err)
+            elif cause.get("oom"):
+                if rec.oom_retries_left > 0 and rec.retries_left != 0:
+                    rec.oom_retries_left -= 1
+                    self._enqueue(rec, front=True)
+                else:
+                    self._fail(rec, OutOfMemoryError(f"task {rec.fn.name} failed: {cause.get('reason')}"))
             elif rec.retries_left != 0:
                 rec.retries_left -= 1
                 log.info("retrying %s: its worker died (%s)", rec.fn.name, cause.get("text"))
@@ -449,7 +458,7 @@ class TaskSubmitter:
     def is_pending_return(self, oid: bytes) -> bool:
         return oid in self.pending_returns
 
-    def describe(self, oid: bytes) -> str:
+    def describe(self, oid: bytes, node: dict | None = None) -> str:
         rec = self.pending_returns.get(oid)
         if rec is None:
             if oid in self.core.owned:
@@ -458,7 +467,16 @@ class TaskSubmitter:
             return f"{oid.hex()[:16]}: owned by another process ({owner})"
         state = rec.state
         if state is QUEUED:
-            state = f"queued, waiting for a worker with {_fmt(rec.shape)}"
+            state = f"queued: needs {_fmt(rec.shape)}"
+            if node:
+                held = [f"{lease['fn_name'] or 'a task'} (pid {lease['pid']})" for lease in node["leases"]
+                        if not lease["blocked"] and any(lease["shape"].get(k) for k in rec.shape)]
+                state += (f"; the node has {_fmt(node['total'])} in total, "
+                          f"{_fmt({k: v for k, v in node['available'].items() if k in rec.shape})} free"
+                          + (f", held by {', '.join(held[:6])}" if held else ""))
+        elif rec.deps_pending:
+            deps = [self.describe(ref._id) for _, ref in rec.ref_args if ref._id not in self.core.values]
+            state = "waiting for its arguments: " + "; ".join(deps[:3])
         return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}): {state}"
 
 

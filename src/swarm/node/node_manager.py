@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Any
 
+import psutil
+
 from swarm._config import CONFIG
 from swarm.core import connection, protocol as P
 from swarm.node import process
@@ -58,7 +60,7 @@ class Client:
 
 class Worker:
     __slots__ = ("worker_id", "pid", "address", "client", "out_fd", "err_fd", "files", "partial",
-                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id")
+                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id", "oom")
 
     def __init__(self, worker_id: bytes, pid: int, address: str) -> None:
         self.worker_id = worker_id
@@ -75,6 +77,7 @@ class Worker:
         self.idle_since = time.monotonic()
         self.killed_reason: str | None = None
         self.actor_id: bytes | None = None
+        self.oom = False
 
 
 class StoredObject:
@@ -122,6 +125,7 @@ class NodeManager:
         self.workers_by_pid: dict[int, Worker] = {}
         self.pipe_owner: dict[int, tuple[Worker, int]] = {}
         self.running = True
+        self.oom_cooldown_until = 0.0
         self.had_driver = False
         self.worker_counter = 0
         self.actors: dict[bytes, dict] = {}
@@ -154,8 +158,10 @@ class NodeManager:
 
     def run(self) -> None:
         next_tick = time.monotonic() + 1.0
+        mem_interval = self.opts.get("memory_monitor_interval_s", CONFIG.memory_monitor_interval_s)
+        next_mem = time.monotonic() + mem_interval if mem_interval > 0 else float("inf")
         while self.running:
-            timeout = max(0.0, next_tick - time.monotonic())
+            timeout = max(0.0, min(next_tick, next_mem) - time.monotonic())
             for key, _ in self.sel.select(timeout):
                 what, obj = key.data
                 try:
@@ -169,6 +175,12 @@ class NodeManager:
                         self._on_wake()
                 except Exception:
                     log.exception("node manager error handling %s", what)
+            if time.monotonic() >= next_mem:
+                next_mem = time.monotonic() + mem_interval
+                try:
+                    self._check_memory()
+                except Exception:
+                    log.exception("memory monitor failed")
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + 1.0
                 self._reap_idle_workers()
@@ -245,6 +257,44 @@ class NodeManager:
         self.workers[worker_id] = w
         self.workers_by_pid[pid] = w
 
+    def _check_memory(self) -> None:
+        """Past the threshold, kill the worker using the most memory (its task is retried, bounded)."""
+        if time.monotonic() < self.oom_cooldown_until:
+            return
+        vm = psutil.virtual_memory()
+        used = 1.0 - vm.available / vm.total
+        threshold = self.opts.get("memory_usage_threshold", CONFIG.memory_usage_threshold)
+        if used < threshold:
+            return
+        usage = []
+        for w in self.workers.values():
+            try:
+                usage.append((psutil.Process(w.pid).memory_info().rss, w))
+            except psutil.Error:
+                pass
+        if not usage:
+            return
+        usage.sort(key=lambda t: -t[0])
+        rss, victim = usage[0]
+        top = ", ".join(f"pid {w.pid} ({self._worker_label(w)}): {r / 2**30:.2f} GiB"
+                        for r, w in usage[:5])
+        reason = (f"out of memory: the node used {used:.0%} of its {vm.total / 2**30:.1f} GiB of memory, "
+                  f"past "
+                  f"the threshold of {threshold:.0%}; the worker using the most, pid {victim.pid} "
+                  f"({self._worker_label(victim)}), held {rss / 2**30:.2f} GiB and was killed. Top "
+                  f"users: {top}. Use less memory per task, run fewer at once (num_cpus=...), or raise "
+                  f"memory_usage_threshold")
+        log.warning(reason)
+        self._kill(victim, reason)
+        victim.oom = True
+        self.oom_cooldown_until = time.monotonic() + 1.0
+
+    def _worker_label(self, w: Worker) -> str:
+        lease = self.scheduler.leases.get(w.worker_id)
+        if w.actor_id is not None:
+            return f"actor {self.actors.get(w.actor_id, {}).get('class_name', '?')}"
+        return f"task {lease[0].fn_name}" if lease else "idle"
+
     def _reap_idle_workers(self) -> None:
         idle = self.scheduler.idle_workers
         excess = len(self.workers) - self.num_cpus
@@ -295,7 +345,7 @@ class NodeManager:
         if lease_req is not None and w.killed_reason != "idle":
             tail = "\n".join(w.stderr_tail)
             cause = {"text": text, "exit_code": code, "signal": sig, "pid": w.pid,
-                     "stderr_tail": tail, "reason": w.killed_reason}
+                     "stderr_tail": tail, "reason": w.killed_reason, "oom": w.oom}
             if w.actor_id is not None:
                 a = self.actors[w.actor_id]
                 cause["text"] = a.get("death_cause") or a.get("last_death_cause")
@@ -748,7 +798,11 @@ class NodeManager:
     def _info(self) -> dict:
         avail = dict(self.scheduler.available)
         avail["object_store_memory"] = float(self.allocator.capacity - self.allocator.used)
+        leases = [{"pid": self.workers[wid].pid, "shape": req.shape, "fn_name": req.fn_name,
+                   "blocked": wid in self.scheduler.blocked, "actor": self.workers[wid].actor_id is not None}
+                  for wid, (req, _) in self.scheduler.leases.items() if wid in self.workers]
         return {"node_id": self.node_id, "address": self.address, "total": self.total_resources,
+                "leases": leases,
                 "object_store": {"capacity": self.allocator.capacity, "used": self.allocator.used,
                                  "objects": len(self.objects), "spilled_bytes": self.spilled_bytes,
                                  "spilled": self.spill_count, "restored": self.restore_count},
