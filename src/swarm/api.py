@@ -69,8 +69,14 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                                "first, or pass ignore_reinit_error=True")
         address = address or os.environ.get("SWARM_ADDRESS") or None
         if address is not None:
-            raise SwarmError(f"connecting to an existing cluster ({address!r}) is not supported yet: call "
-                             f"swarm.init() without an address to start a local cluster")
+            if local_mode:
+                raise ValueError("local_mode=True runs everything in this process: it takes no address")
+            _worker = _connect_cluster(address, log_to_driver, kwargs.get("_token_file"))
+            _worker.namespace = namespace or "default"
+            if not _atexit_registered:
+                atexit.register(shutdown)
+                _atexit_registered = True
+            return RuntimeContext(_worker)
         if num_cpus is None:
             num_cpus = os.cpu_count() or 1
         if num_cpus < 0 or (num_gpus or 0) < 0:
@@ -131,6 +137,43 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
     return w
 
 
+def _connect_cluster(address: str, log_to_driver: bool, token_file: str | None) -> Any:
+    """Attach this driver to a running node on this machine (found via its address)."""
+    from swarm.core import protocol
+    from swarm.node import discovery, launcher
+    from swarm.node.node_manager import boot_id
+
+    wire, token_str = discovery.resolve(address, token_file)
+    token = token_str.encode()
+    probe = connection.connect(wire, token)
+    try:
+        probe.sendall(protocol.encode([protocol.CLUSTER_INFO, 0]))
+        (size,) = protocol.HEADER.unpack(connection._recv_exact(probe, 4))
+        info = protocol.decode(connection._recv_exact(probe, size))[2]
+    finally:
+        probe.close()
+    if info.get("boot_id") != boot_id():
+        raise SwarmError(f"the node at {address} runs on another machine: a driver shares memory with the "
+                         f"node it attaches to, so run it on a cluster node (start one there with "
+                         f"`swarm start --address {address}`)")
+    worker_id = ids.new_worker_id()
+    ip = info.get("node_ip") or "127.0.0.1"
+    listen_sock = connection.listen(f"tcp:{ip}:0")
+    my_address = f"tcp:{ip}:{listen_sock.getsockname()[1]}"
+    try:
+        node_sock, arena_fd, info = launcher.connect_driver(info["unix_address"], token, worker_id,
+                                                            my_address, log_to_driver)
+    except BaseException:
+        listen_sock.close()
+        raise
+    w = core_worker.CoreWorker(mode="driver", worker_id=worker_id, node_sock=node_sock, arena_fd=arena_fd,
+                               token=token, listen_sock=listen_sock, address=my_address, node_info=info,
+                               log_to_driver=log_to_driver)
+    w.start()
+    core_worker.set_current(w)
+    return w
+
+
 def shutdown() -> None:
     """Stop the local cluster: every worker, the node manager, shared memory and temp files."""
     global _worker, _node_proc
@@ -143,11 +186,12 @@ def shutdown() -> None:
             w.shutdown()
             return
         w.shutting_down = True
-        try:
-            w.node_conn.send([P.SHUTDOWN])
-        except OSError:
-            pass
         proc, _node_proc = _node_proc, None
+        if proc is not None:  # our own local cluster: stop it (an attached driver just leaves)
+            try:
+                w.node_conn.send([P.SHUTDOWN])
+            except OSError:
+                pass
         if proc is not None:
             try:
                 proc.wait(10)

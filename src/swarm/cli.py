@@ -1,14 +1,173 @@
-"""The ``swarm`` command."""
+"""The ``swarm`` command: start and stop nodes, look at a running cluster, run the benchmarks."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import secrets
+import signal
 import sys
+from typing import Any
+
+
+def _start(ns: argparse.Namespace) -> int:
+    from swarm.node import discovery, launcher
+
+    if not ns.head and not ns.address:
+        print("swarm start: pass --head to start a cluster, or --address HEAD:PORT to join one",
+              file=sys.stderr)
+        return 2
+    if ns.address:
+        print("swarm start --address: joining a cluster from another node is not supported yet; "
+              "start a single-node cluster with --head", file=sys.stderr)
+        return 2
+    existing = [n for n in discovery.live_nodes() if n.get("head")]
+    if existing:
+        print(f"a swarm head node is already running on this machine at {existing[0]['tcp_address']} "
+              f"(pid {existing[0]['pid']}); stop it first with `swarm stop`", file=sys.stderr)
+        return 1
+    token = discovery.read_token(ns.token_file) or secrets.token_hex(32)
+    token_file = ns.token_file or discovery.write_token_file(token)
+    node_id = os.urandom(8).hex()
+    session_dir = launcher.new_session_dir()
+    resources = json.loads(ns.resources) if ns.resources else {}
+    if not isinstance(resources, dict):
+        print("--resources must be a JSON object, e.g. '{\"accel\": 2}'", file=sys.stderr)
+        return 2
+    node_file = os.path.join(discovery.nodes_dir(), f"{node_id}.json")
+    opts = {"session_dir": session_dir, "token": token.encode().hex(), "node_id": node_id,
+            "address": f"unix:swarm-{node_id}-nm", "num_cpus": ns.num_cpus or os.cpu_count() or 1,
+            "num_gpus": ns.num_gpus or 0, "resources": resources, "head": True,
+            "object_store_memory": ns.object_store_memory or launcher.default_object_store_memory(),
+            "exit_with_driver": False, "tcp_port": ns.port, "node_ip": ns.node_ip_address,
+            "node_file": node_file, "sys_path": [os.getcwd()]}
+    proc = launcher.start_node_manager(opts)
+    tcp = proc.ready_address  # type: ignore[attr-defined]
+    discovery.write_node_file({"pid": proc.pid, "node_id": node_id, "head": True, "tcp_address": tcp,
+                               "unix_address": opts["address"], "token_file": token_file,
+                               "session_dir": session_dir})
+    hostport = tcp[4:]
+    print(f"Started a swarm head node at {hostport} (pid {proc.pid}).")
+    print(f"  cluster token: {token_file} (readable only by you)")
+    print(f"  connect from Python on this machine: swarm.init(address='auto') or "
+          f"swarm.init(address='{hostport}')")
+    print("  status: swarm status      stop: swarm stop")
+    if ns.block:
+        def forward(sig: int, _frame: Any) -> None:
+            proc.send_signal(signal.SIGTERM)
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        return proc.wait()
+    return 0
+
+
+def _stop(ns: argparse.Namespace) -> int:
+    import psutil
+
+    from swarm.node import discovery
+
+    nodes = discovery.live_nodes()
+    if not nodes:
+        print("no swarm node is running on this machine")
+        return 0
+    procs = []
+    for n in nodes:
+        try:
+            p = psutil.Process(n["pid"])
+            p.send_signal(signal.SIGTERM)
+            procs.append(p)
+        except psutil.Error:
+            pass
+    gone, alive = psutil.wait_procs(procs, timeout=ns.grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for n in nodes:
+        try:
+            os.unlink(n["file"])
+        except OSError:
+            pass
+    print(f"stopped {len(nodes)} swarm node(s)")
+    return 0
+
+
+def _query(address: str, token_file: str | None, msg_kind: int) -> dict:
+    from swarm.core import connection, protocol
+    from swarm.node import discovery
+
+    wire, token = discovery.resolve(address, token_file)
+    sock = connection.connect(wire, token.encode())
+    try:
+        sock.sendall(protocol.encode([msg_kind, 0]))
+        (size,) = protocol.HEADER.unpack(connection._recv_exact(sock, 4))
+        return protocol.decode(connection._recv_exact(sock, size))[2]
+    finally:
+        sock.close()
+
+
+def _status(ns: argparse.Namespace) -> int:
+    from swarm.core import protocol
+    try:
+        info = _query(ns.address, ns.token_file, protocol.CLUSTER_INFO)
+    except (ConnectionError, OSError) as e:
+        print(f"swarm status: {e}", file=sys.stderr)
+        return 1
+    total, avail = info["total"], info["available"]
+    print(f"node {info['node_id']} at {(info.get('tcp_address') or info['address'])}  (head)")
+    for k in sorted(total):
+        if k == "object_store_memory":
+            continue
+        used = total[k] - avail.get(k, 0.0)
+        print(f"  {k:>8}: {used:g}/{total[k]:g} used")
+    store = info.get("object_store", {})
+    if store:
+        print(f"  object store: {store['used'] / 2**20:.1f}/{store['capacity'] / 2**20:.0f} MiB used, "
+              f"{store['objects']} objects, {store['spilled_bytes'] / 2**20:.1f} MiB spilled")
+    print(f"  workers: {info['num_workers']}, actors: {info.get('actors', 0)}, "
+          f"queued lease requests: {len(info.get('demand', []))}")
+    return 0
+
+
+def _memory(ns: argparse.Namespace) -> int:
+    from swarm.core import protocol
+    try:
+        objects = _query(ns.address, ns.token_file, protocol.LIST_OBJECTS)
+    except (ConnectionError, OSError) as e:
+        print(f"swarm memory: {e}", file=sys.stderr)
+        return 1
+    print(f"{'object id':42} {'size':>12} {'owner':18} {'pins':>5} state")
+    for o in objects:
+        state = "spilled" if o["spilled"] else ("referenced" if o["referenced"] else "pinned by readers")
+        print(f"{o['object_id']:42} {o['size']:>12,} {o['owner']:18} {o['pins']:>5} {state}")
+    print(f"{len(objects)} objects in shared memory, {sum(o['size'] for o in objects) / 2**20:.1f} MiB")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarm", description="swarm: distributed execution for Python")
     sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="start a node in the background (--head for a new cluster)")
+    start.add_argument("--head", action="store_true", help="start a new cluster on this machine")
+    start.add_argument("--address", help="HEAD_HOST:PORT of the cluster to join")
+    start.add_argument("--port", type=int, default=6380, help="head node port (default 6380)")
+    start.add_argument("--num-cpus", type=float)
+    start.add_argument("--num-gpus", type=float)
+    start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 2}'")
+    start.add_argument("--node-ip-address", default="127.0.0.1", help="address to bind and advertise")
+    start.add_argument("--object-store-memory", type=int)
+    start.add_argument("--token-file", help="file holding the cluster token (else SWARM_TOKEN)")
+    start.add_argument("--block", action="store_true", help="stay in the foreground")
+    stop = sub.add_parser("stop", help="stop every swarm node started on this machine")
+    stop.add_argument("--grace", type=float, default=10.0, help="seconds to wait before SIGKILL")
+    for name, text in (("status", "nodes, resources used/total, actors"),
+                       ("memory", "objects in the store: size, owner, pins, spilled")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--address", default=os.environ.get("SWARM_ADDRESS", "auto"))
+        p.add_argument("--token-file")
     bench = sub.add_parser("microbenchmark", help="run the microbenchmark suite on a local cluster",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
@@ -17,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "microbenchmark":
         from swarm import microbenchmark
         return microbenchmark.main(list(ns.args) + rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if ns.command == "version":
         import swarm
         print(swarm.__version__)
         return 0
-    parser.error(f"unknown command {ns.command}")
-    return 2
+    handler = {"start": _start, "stop": _stop, "status": _status, "memory": _memory}[ns.command]
+    return handler(ns)
 
 
 if __name__ == "__main__":

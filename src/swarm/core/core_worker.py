@@ -273,7 +273,7 @@ class CoreWorker:
     def _on_node_messages(self, conn: connection.Connection, msgs: list) -> None:
         for m in msgs:
             kind = m[0]
-            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO):
+            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO, P.LIST_OBJECTS_REPLY):
                 slot = self._nm_pending.get(m[1])
                 if slot is not None:
                     slot[1] = m

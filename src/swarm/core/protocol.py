@@ -64,6 +64,8 @@ ACTOR_INFO = 43       # [kind, req_id, info | None]
 REGISTER_ACTOR = 44   # [kind, req_id, actor_id, info]  claims info["name"] -> ACTOR_INFO (None = claimed)
 KILL_ACTOR = 45       # [kind, actor_id, cause]
 ACTOR_DEAD = 46       # [kind, actor_id, cause]               the actor is dead (constructor failed, exit)
+LIST_OBJECTS = 47     # [kind, req_id]
+LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 
 # Values in messages: [VALUE_INLINE, pickled] | [VALUE_SHM, offset, size] | [VALUE_ERROR, pickled]
 VALUE_INLINE = 0

@@ -62,7 +62,8 @@ def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
     proc.stdin.close()
     line = proc.stdout.readline()
     proc.stdout.close()
-    if line.strip() != b"READY":
+    proc.ready_address = line.decode().split()[-1] if line.startswith(b"READY ") else None  # type: ignore
+    if not line.startswith(b"READY"):
         proc.kill()
         proc.wait()
         log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")

@@ -138,7 +138,15 @@ class NodeManager:
     def start(self) -> None:
         self.listener = connection.listen(self.address)
         self.listener.setblocking(False)
-        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", None))
+        self.sel.register(self.listener, selectors.EVENT_READ, ("accept", self.listener))
+        self.tcp_listener = None
+        self.tcp_address: str | None = None
+        if self.opts.get("tcp_port") is not None:
+            ip = self.opts.get("node_ip") or "127.0.0.1"
+            self.tcp_listener = connection.listen(f"tcp:{ip}:{self.opts['tcp_port']}")
+            self.tcp_listener.setblocking(False)
+            self.tcp_address = f"tcp:{ip}:{self.tcp_listener.getsockname()[1]}"
+            self.sel.register(self.tcp_listener, selectors.EVENT_READ, ("accept", self.tcp_listener))
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -170,7 +178,7 @@ class NodeManager:
                     elif what == "pipe":
                         self._on_pipe(key.fd)
                     elif what == "accept":
-                        self._accept()
+                        self._accept(obj)
                     elif what == "wake":
                         self._on_wake()
                 except Exception:
@@ -206,10 +214,17 @@ class NodeManager:
                 c.sock.close()
             except OSError:
                 pass
-        try:
-            self.listener.close()
-        except OSError:
-            pass
+        for lsock in (self.listener, self.tcp_listener):
+            try:
+                if lsock is not None:
+                    lsock.close()
+            except OSError:
+                pass
+        if self.opts.get("node_file"):
+            try:
+                os.unlink(self.opts["node_file"])
+            except OSError:
+                pass
         self.arena_map.close()
         os.close(self.arena_fd)
         if not CONFIG.keep_session_dir and not self.opts.get("keep_session_dir"):
@@ -219,8 +234,12 @@ class NodeManager:
     def _start_worker(self) -> None:
         self.worker_counter += 1
         worker_id = os.urandom(8)
-        address = f"unix:swarm-{self.node_id}-{worker_id.hex()}"
-        lsock = connection.listen(address)
+        if self.tcp_address is not None:   # a cluster: owners on other nodes push tasks to it
+            lsock = connection.listen(f"tcp:{self.opts.get('node_ip') or '127.0.0.1'}:0")
+            address = f"tcp:{self.opts.get('node_ip') or '127.0.0.1'}:{lsock.getsockname()[1]}"
+        else:
+            address = f"unix:swarm-{self.node_id}-{worker_id.hex()}"
+            lsock = connection.listen(address)
         nm_end, w_end = process.socketpair()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -433,13 +452,15 @@ class NodeManager:
         w.files[stream] = open(path, "ab")
 
     # -- clients ----------------------------------------------------------------------------------
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                sock, _ = self.listener.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             sock.setblocking(True)
+            if sock.family == socket.AF_INET:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if not connection.server_handshake(sock, self.token):
                 sock.close()
                 continue
@@ -608,6 +629,13 @@ class NodeManager:
             self._send(c, [P.CLUSTER_INFO_REPLY, 0, self._info()])
         elif kind == P.CLUSTER_INFO:
             self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
+        elif kind == P.LIST_OBJECTS:
+            owners = {cl.worker_id: cl.pid for cl in self.clients.values() if cl.worker_id is not None}
+            objs = [{"object_id": oid.hex(), "size": o.size, "owner": o.owner.hex(),
+                     "owner_pid": owners.get(o.owner), "pins": o.pins, "referenced": o.primary,
+                     "spilled": o.spilled is not None, "node_id": self.node_id}
+                    for oid, o in self.objects.items()]
+            self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], objs])
         elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD):
             self._handle_actor_message(c, msg)
         elif kind == P.SHUTDOWN:
@@ -808,7 +836,19 @@ class NodeManager:
                                  "spilled": self.spill_count, "restored": self.restore_count},
                 "available": avail, "session_dir": self.session_dir, "pid": os.getpid(),
                 "capacity": self.allocator.capacity, "num_workers": len(self.workers),
-                "demand": self.scheduler.demand(), "node_ip": self.opts.get("node_ip", "127.0.0.1")}
+                "demand": self.scheduler.demand(), "node_ip": self.opts.get("node_ip") or "127.0.0.1",
+                "tcp_address": self.tcp_address, "unix_address": self.address, "boot_id": boot_id(),
+                "head": self.opts.get("head", True), "actors": sum(1 for a in self.actors.values()
+                                                                  if a.get("state") != "DEAD")}
+
+
+def boot_id() -> str:
+    """Identifies this machine's current boot: two processes with the same one share /dev/shm."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return socket.gethostname()
 
 
 def main() -> None:
@@ -824,7 +864,7 @@ def main() -> None:
     nm = NodeManager(opts)
     nm.start()
     # Tell the parent we are ready, then stop writing to its pipe.
-    sys.stdout.write("READY\n")
+    sys.stdout.write(f"READY {nm.tcp_address or nm.address}\n")
     sys.stdout.flush()
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(fd, 1)
