@@ -38,6 +38,12 @@ class Config:
     memory_monitor_interval_s: float = 0.25
     #: a task killed for memory is retried this many times before OutOfMemoryError
     task_oom_retries: int = 3
+    #: node managers report to the head this often
+    heartbeat_s: float = 0.5
+    #: a node that misses heartbeats this long is declared dead
+    node_timeout_s: float = 5.0
+    #: a node that lost the head keeps working and retries this long, then exits
+    head_reconnect_s: float = 60.0
     #: keep the session directory (logs) after shutdown
     keep_session_dir: bool = False
     #: where session directories live

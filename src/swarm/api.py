@@ -320,22 +320,41 @@ def _cluster_info() -> dict:
     return w.nm_call(lambda r: [P.CLUSTER_INFO, r])[2]
 
 
+def _sum(nodes: list[dict], key: str) -> dict:
+    out: dict[str, float] = {}
+    for n in nodes:
+        if n.get("alive", True):
+            for k, v in n[key].items():
+                out[k] = out.get(k, 0.0) + v
+    return out
+
+
 def cluster_resources() -> dict:
-    return dict(_cluster_info()["total"])
+    """Total resources of the alive nodes."""
+    info = _cluster_info()
+    return _sum(info.get("nodes") or [info], "total")
 
 
 def available_resources() -> dict:
+    """Resources not held by leases right now, summed over the alive nodes."""
     info = _cluster_info()
-    return {k: v for k, v in info["available"].items() if v > 1e-9}
+    if not info.get("nodes") or len(info["nodes"]) == 1:
+        return {k: v for k, v in info["available"].items() if v > 1e-9}
+    return {k: v for k, v in _sum(info["nodes"], "available").items() if v > 1e-9}
 
 
 def nodes() -> list[dict]:
+    """Every node the cluster knows, alive or dead, with Ray's keys."""
     info = _cluster_info()
-    return [{"NodeID": info["node_id"], "Alive": True, "alive": True,
-             "NodeManagerAddress": info.get("node_ip", "127.0.0.1"),
-             "NodeManagerHostname": socket.gethostname(), "NodeManagerPort": 0,
-             "Resources": dict(info["total"]), "NodeName": info.get("node_ip", "127.0.0.1"),
-             "IsHeadNode": True}]
+    out = []
+    for n in info.get("nodes") or [dict(info, alive=True, is_head=True)]:
+        ip = n.get("node_ip", "127.0.0.1")
+        port = n.get("address", "").rpartition(":")[2]
+        out.append({"NodeID": n["node_id"], "Alive": n.get("alive", True), "alive": n.get("alive", True),
+                    "NodeManagerAddress": ip, "NodeManagerHostname": socket.gethostname(),
+                    "NodeManagerPort": int(port) if port.isdigit() else 0, "Resources": dict(n["total"]),
+                    "NodeName": ip, "IsHeadNode": n.get("is_head", False)})
+    return out
 
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",

@@ -18,17 +18,19 @@ def _start(ns: argparse.Namespace) -> int:
         print("swarm start: pass --head to start a cluster, or --address HEAD:PORT to join one",
               file=sys.stderr)
         return 2
-    if ns.address:
-        print("swarm start --address: joining a cluster from another node is not supported yet; "
-              "start a single-node cluster with --head", file=sys.stderr)
-        return 2
     existing = [n for n in discovery.live_nodes() if n.get("head")]
-    if existing:
+    head_address = None
+    if ns.address:
+        head_address, token = discovery.resolve(ns.address, ns.token_file)
+        token_file = ns.token_file or os.environ.get("SWARM_TOKEN_FILE") or next(
+            (n.get("token_file") for n in existing if n.get("tcp_address") == head_address), None)
+    elif existing:
         print(f"a swarm head node is already running on this machine at {existing[0]['tcp_address']} "
               f"(pid {existing[0]['pid']}); stop it first with `swarm stop`", file=sys.stderr)
         return 1
-    token = discovery.read_token(ns.token_file) or secrets.token_hex(32)
-    token_file = ns.token_file or discovery.write_token_file(token)
+    else:
+        token = discovery.read_token(ns.token_file) or secrets.token_hex(32)
+        token_file = ns.token_file or discovery.write_token_file(token)
     node_id = os.urandom(8).hex()
     session_dir = launcher.new_session_dir()
     resources = json.loads(ns.resources) if ns.resources else {}
@@ -38,16 +40,23 @@ def _start(ns: argparse.Namespace) -> int:
     node_file = os.path.join(discovery.nodes_dir(), f"{node_id}.json")
     opts = {"session_dir": session_dir, "token": token.encode().hex(), "node_id": node_id,
             "address": f"unix:swarm-{node_id}-nm", "num_cpus": ns.num_cpus or os.cpu_count() or 1,
-            "num_gpus": ns.num_gpus or 0, "resources": resources, "head": True,
+            "num_gpus": ns.num_gpus or 0, "resources": resources, "head": head_address is None,
+            "head_address": head_address,
             "object_store_memory": ns.object_store_memory or launcher.default_object_store_memory(),
-            "exit_with_driver": False, "tcp_port": ns.port, "node_ip": ns.node_ip_address,
+            "exit_with_driver": False, "node_ip": ns.node_ip_address,
+            "tcp_port": ns.port if ns.port is not None else (6380 if head_address is None else 0),
             "node_file": node_file, "sys_path": [os.getcwd()]}
     proc = launcher.start_node_manager(opts)
     tcp = proc.ready_address  # type: ignore[attr-defined]
-    discovery.write_node_file({"pid": proc.pid, "node_id": node_id, "head": True, "tcp_address": tcp,
+    discovery.write_node_file({"pid": proc.pid, "node_id": node_id, "head": head_address is None,
+                               "tcp_address": tcp, "head_address": head_address,
                                "unix_address": opts["address"], "token_file": token_file,
                                "session_dir": session_dir})
     hostport = tcp[4:]
+    if head_address is not None:
+        print(f"Started a swarm node at {hostport} (pid {proc.pid}), joined the cluster at "
+              f"{head_address[4:]}.")
+        return proc.wait() if ns.block else 0
     print(f"Started a swarm head node at {hostport} (pid {proc.pid}).")
     print(f"  cluster token: {token_file} (readable only by you)")
     print(f"  connect from Python on this machine: swarm.init(address='auto') or "
@@ -153,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="start a node in the background (--head for a new cluster)")
     start.add_argument("--head", action="store_true", help="start a new cluster on this machine")
     start.add_argument("--address", help="HEAD_HOST:PORT of the cluster to join")
-    start.add_argument("--port", type=int, default=6380, help="head node port (default 6380)")
+    start.add_argument("--port", type=int, help="port to listen on (head default 6380; others: any free)")
     start.add_argument("--num-cpus", type=float)
     start.add_argument("--num-gpus", type=float)
     start.add_argument("--resources", help="custom resources as JSON, e.g. '{\"accel\": 2}'")

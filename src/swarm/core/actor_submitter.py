@@ -122,12 +122,31 @@ class ActorSubmitter:
     def _request_lease(self, cr: Creation) -> None:
         req_id = self.core.submitter.next_request_id()
         self.creations[req_id] = cr
-        self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"]])
+        self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
+                                        cr.info.get("strategy"), 0, self.core.worker_id])
 
     def owns_request(self, req_id: int) -> bool:
         return req_id in self.creations
 
-    def on_lease_reply(self, m: list) -> None:
+    def on_spillback(self, req_id: int, address: str) -> bool:
+        cr = self.creations.get(req_id)
+        if cr is None:
+            return False
+        try:
+            self.core.get_conn(address).send([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
+                                               cr.info.get("strategy"), 1, self.core.worker_id])
+        except (OSError, ConnectionError, SwarmError):
+            self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
+                                            cr.info.get("strategy"), 1, self.core.worker_id])
+        return True
+
+    def on_node_died(self, node_id: str, cause: str) -> None:
+        for worker_id, actor_id in list(self.actor_leases.items()):
+            c = self.callers.get(actor_id)
+            if c is not None and c.info.get("node_id") == node_id:
+                self.on_worker_died(worker_id, {"text": f"its node {node_id} died ({cause})"})
+
+    def on_lease_reply(self, m: list, nm_conn: Any = None) -> None:
         cr = self.creations.pop(m[1])
         c = self.callers.get(cr.actor_id)
         if c is None or c.terminated:  # every handle went away before it could start
@@ -137,7 +156,8 @@ class ActorSubmitter:
         if m[0] == P.LEASE_FAILED:
             self._mark_dead(c, TaskUnschedulableError(f"cannot create actor {cr.info['class_name']}: {m[2]}"))
             return
-        _, _, worker_id, address, gpu_ids = m
+        _, _, worker_id, address, gpu_ids, node_id = m
+        c.info["node_id"] = node_id
         resolved = []
         for pos, ref in cr.ref_args:
             v = self.core.values.get(ref._id)
@@ -160,8 +180,14 @@ class ActorSubmitter:
         opts = {"max_concurrency": cr.info["max_concurrency"], "is_async": cr.info["is_async"]}
         conn.send([P.CREATE_ACTOR, cr.actor_id, cr.entry.fn_id, cr.entry.blob, cr.entry.name, cr.args_blob,
                    resolved, opts, gpu_ids, self.core.address])
-        wire_info = dict(cr.info, owner=self.core.address, actor_id=cr.actor_id)
-        self.core.submitter._send_node([P.ACTOR_BIND, cr.actor_id, worker_id, wire_info])
+        wire_info = dict(cr.info, owner=self.core.address, actor_id=cr.actor_id, address=address,
+                         owner_id=self.core.worker_id)
+        # the node manager that granted the worker learns it hosts an actor, and tells the head
+        bind = [P.ACTOR_BIND, cr.actor_id, worker_id, wire_info]
+        if nm_conn is not None:
+            nm_conn.send(bind)
+        else:
+            self.core.submitter._send_node(bind)
         self.actor_leases[worker_id] = cr.actor_id
         if cr.info.get("max_restarts"):
             self.creations_by_actor[cr.actor_id] = cr
@@ -418,7 +444,7 @@ def create_actor(core: CoreWorker, entry: FunctionEntry, args: tuple, kwargs: di
 
     actor_id = core.ids.put_id()
     # registered before the handle exists anywhere, so any holder can look it up (and wait for it)
-    wire = dict(info, owner=core.address, actor_id=actor_id)
+    wire = dict(info, owner=core.address, actor_id=actor_id, owner_id=core.worker_id)
     existing = core.nm_call(lambda r: [P.REGISTER_ACTOR, r, actor_id, wire])[2]
     if existing is not None:
         if get_if_exists:

@@ -58,6 +58,10 @@ def set_current(w: CoreWorker | None) -> None:
     _current = w
 
 
+_NODE_MESSAGE_KINDS = frozenset((P.LEASE_GRANTED, P.LEASE_FAILED, P.WORKER_DIED, P.LEASE_SPILLBACK,
+                                 P.LEASE_WARNING))
+
+
 class Waiter:
     """Counts down as awaited objects become ready; wakes its thread at zero."""
 
@@ -286,6 +290,9 @@ class CoreWorker:
                         self.actor_submitter.on_lease_reply(m)
                     elif kind == P.WORKER_DIED and self.actor_submitter.on_worker_died(m[1], m[2]):
                         pass
+                    elif kind == P.NODE_DIED:
+                        self.submitter.on_node_message(m)
+                        self.actor_submitter.on_node_died(m[1], m[2])
                     else:
                         self.submitter.on_node_message(m)
 
@@ -301,6 +308,13 @@ class CoreWorker:
                     if tasks is None:
                         tasks = []
                     tasks.append((conn, m))
+                elif kind in _NODE_MESSAGE_KINDS:
+                    if kind in (P.LEASE_GRANTED, P.LEASE_FAILED) and self.actor_submitter.owns_request(m[1]):
+                        self.actor_submitter.on_lease_reply(m, conn)
+                    elif kind == P.WORKER_DIED and self.actor_submitter.on_worker_died(m[1], m[2]):
+                        pass
+                    else:
+                        self.submitter.on_node_message(m, conn)
                 elif kind == P.TASK_DONE:
                     if m[1] in self.actor_submitter.inflight:
                         self.actor_submitter.on_task_done(conn, m)

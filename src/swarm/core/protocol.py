@@ -64,6 +64,15 @@ ACTOR_INFO = 43       # [kind, req_id, info | None]
 REGISTER_ACTOR = 44   # [kind, req_id, actor_id, info]  claims info["name"] -> ACTOR_INFO (None = claimed)
 KILL_ACTOR = 45       # [kind, actor_id, cause]
 ACTOR_DEAD = 46       # [kind, actor_id, cause]               the actor is dead (constructor failed, exit)
+REGISTER_NODE = 49    # [kind, node_id, address, total, node_ip]      node manager -> head
+HEARTBEAT = 50        # [kind, node_id, available]
+NODE_VIEW = 51        # [kind, [node, ...]]                         head -> node managers
+NODE_DIED = 52        # [kind, node_id, cause]                      head -> everyone
+NODE_REJECTED = 53    # [kind, message]                             head -> a node it declared dead
+LEASE_SPILLBACK = 54  # [kind, req_id, node_manager_address]        try that node instead
+LEASE_WARNING = 55    # [kind, req_id, message]                     queued: no node fits it right now
+ACTOR_EXITED = 56     # [kind, actor_id, cause, no_restart]        node manager -> head
+CLIENT_GONE = 57      # [kind, worker_id]                          node manager -> head
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from swarm._config import CONFIG
 from swarm.core import ids, protocol as P, serialization
 from swarm.exceptions import (
+    NodeDiedError,
     OutOfMemoryError,
     SwarmError,
     TaskCancelledError,
@@ -57,7 +58,7 @@ class FunctionEntry:
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "ref_args", "keep", "num_returns", "return_ids", "key",
                  "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state", "cancelled",
-                 "oom_retries_left")
+                 "oom_retries_left", "strategy")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, args_blob: bytes, ref_args: list, keep: Any,
                  num_returns: int, shape: dict, max_retries: int, retry_exceptions: Any) -> None:
@@ -69,7 +70,8 @@ class TaskRecord:
         self.num_returns = num_returns
         self.return_ids = ids.return_ids(task_id, num_returns)
         self.shape = shape
-        self.key = tuple(sorted(shape.items()))
+        self.key: tuple = tuple(sorted(shape.items()))
+        self.strategy: dict | None = None
         self.retries_left = max_retries
         self.retry_exceptions = retry_exceptions
         self.deps_pending = 0
@@ -81,9 +83,12 @@ class TaskRecord:
 
 class Lease:
     __slots__ = ("worker_id", "address", "conn", "inflight", "idle_since", "gpu_ids", "key", "blocked",
-                 "sent_functions")
+                 "sent_functions", "nm_conn", "node_id")
 
-    def __init__(self, worker_id: bytes, address: str, conn: Connection, gpu_ids: list, key: tuple) -> None:
+    def __init__(self, worker_id: bytes, address: str, conn: Connection, gpu_ids: list, key: tuple,
+                 nm_conn: Any = None, node_address: str | None = None) -> None:
+        self.nm_conn = nm_conn          # the node manager that granted it (None: ours)
+        self.node_id = node_address
         self.worker_id = worker_id
         self.address = address
         self.conn = conn
@@ -96,10 +101,11 @@ class Lease:
 
 
 class KeyQueue:
-    __slots__ = ("shape", "ready", "leases", "pending_requests", "exec_ema")
+    __slots__ = ("shape", "ready", "leases", "pending_requests", "exec_ema", "strategy")
 
-    def __init__(self, shape: dict) -> None:
+    def __init__(self, shape: dict, strategy: dict | None = None) -> None:
         self.shape = shape
+        self.strategy = strategy
         self.ready: collections.deque[TaskRecord] = collections.deque()
         self.leases: dict[bytes, Lease] = {}
         self.pending_requests: set[int] = set()
@@ -146,7 +152,7 @@ class TaskSubmitter:
     def _enqueue(self, rec: TaskRecord, front: bool = False) -> None:
         kq = self.queues.get(rec.key)
         if kq is None:
-            kq = self.queues[rec.key] = KeyQueue(rec.shape)
+            kq = self.queues[rec.key] = KeyQueue(rec.shape, rec.strategy)
         rec.state = QUEUED
         if front:
             kq.ready.appendleft(rec)
@@ -234,7 +240,20 @@ class TaskSubmitter:
         req_id = next(self._req_ids)
         kq.pending_requests.add(req_id)
         self.lease_requests[req_id] = kq
-        self._send_node([P.REQUEST_LEASE, req_id, kq.shape, fn_name])
+        self._send_node([P.REQUEST_LEASE, req_id, kq.shape, fn_name, kq.strategy, 0, self.core.worker_id])
+
+    def on_spillback(self, req_id: int, address: str, hops_msg: list) -> bool:
+        """A node manager said: ask that node instead. True when the request was ours."""
+        kq = self.lease_requests.get(req_id)
+        if kq is None:
+            return False
+        try:
+            conn = self.core.get_conn(address)
+            conn.send([P.REQUEST_LEASE, req_id, kq.shape, "", kq.strategy, 1, self.core.worker_id])
+        except (OSError, ConnectionError, SwarmError) as e:
+            log.warning("cannot reach node %s for a lease: %s; asking our node again", address, e)
+            self._send_node([P.REQUEST_LEASE, req_id, kq.shape, "", kq.strategy, 1, self.core.worker_id])
+        return True
 
     def _send_node(self, msg: list) -> None:
         try:
@@ -243,24 +262,35 @@ class TaskSubmitter:
             pass
 
     # -- replies ----------------------------------------------------------------------------------
-    def on_node_message(self, m: list) -> None:
+    def _return_lease(self, worker_id: bytes, nm_conn: Any) -> None:
+        if nm_conn is None:
+            self._send_node([P.RETURN_LEASE, worker_id])
+        else:
+            try:
+                nm_conn.send([P.RETURN_LEASE, worker_id])
+            except OSError:
+                pass
+
+    def on_node_message(self, m: list, nm_conn: Any = None) -> None:
+        """A message from a node manager: ours (nm_conn None) or another node's (spillback)."""
         kind = m[0]
         if kind == P.LEASE_GRANTED:
-            _, req_id, worker_id, address, gpu_ids = m
+            _, req_id, worker_id, address, gpu_ids, node_id = m
             kq = self.lease_requests.pop(req_id, None)
             if kq is not None:
                 kq.pending_requests.discard(req_id)
             if kq is None or not kq.ready:
-                self._send_node([P.RETURN_LEASE, worker_id])
+                self._return_lease(worker_id, nm_conn)
                 return
             try:
                 conn = self.core.get_conn(address)
             except (OSError, ConnectionError, SwarmError) as e:
                 log.warning("cannot reach leased worker %s: %s", worker_id.hex(), e)
-                self._send_node([P.RETURN_LEASE, worker_id])
+                self._return_lease(worker_id, nm_conn)
                 self.pump(kq)
                 return
-            lease = Lease(worker_id, address, conn, gpu_ids, tuple(sorted(kq.shape.items())))
+            key = next(k for k, q in self.queues.items() if q is kq)
+            lease = Lease(worker_id, address, conn, gpu_ids, key, nm_conn, node_id)
             kq.leases[worker_id] = lease
             self.leases[worker_id] = lease
             self.pump(kq)
@@ -274,6 +304,13 @@ class TaskSubmitter:
                 self._fail(kq.ready.popleft(), err)
         elif kind == P.WORKER_DIED:
             self._on_worker_died(m[1], m[2])
+        elif kind == P.LEASE_SPILLBACK:
+            if not self.on_spillback(m[1], m[2], m):
+                self.core.actor_submitter.on_spillback(m[1], m[2])
+        elif kind == P.LEASE_WARNING:
+            log.warning("%s", m[2])
+        elif kind == P.NODE_DIED:
+            self.on_node_died(m[1], m[2])
 
     def on_task_done(self, conn: Connection, m: list) -> None:
         _, task_id, returns, exec_s, contained = m
@@ -377,6 +414,8 @@ class TaskSubmitter:
                 rec.retries_left -= 1
                 log.info("retrying %s: its worker died (%s)", rec.fn.name, cause.get("text"))
                 self._enqueue(rec, front=True)
+            elif cause.get("node_died"):
+                self._fail(rec, NodeDiedError(_death_message(rec, cause)))
             else:
                 self._fail(rec, WorkerCrashedError(_death_message(rec, cause)))
         lease.inflight.clear()
@@ -406,7 +445,14 @@ class TaskSubmitter:
                     continue
                 del self.leases[worker_id]
                 kq.leases.pop(worker_id, None)
-                self._send_node([P.RETURN_LEASE, worker_id])
+                self._return_lease(worker_id, lease.nm_conn)
+
+    def on_node_died(self, node_id: str, cause: str) -> None:
+        """Leases on a dead node: their tasks run again elsewhere (within their retries)."""
+        for worker_id, lease in list(self.leases.items()):
+            if lease.node_id == node_id:
+                self._on_worker_died(worker_id, {"text": f"died with its node {node_id} ({cause})",
+                                                 "node_died": node_id})
 
     def return_all_leases(self) -> None:
         for worker_id in list(self.leases):
@@ -485,6 +531,8 @@ def _fmt(shape: dict) -> str:
 
 
 def _death_message(rec: TaskRecord, cause: dict) -> str:
+    if cause.get("node_died"):
+        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}) failed: its worker {cause.get('text')}"
     msg = (f"task {rec.fn.name} ({rec.task_id.hex()[:16]}) failed: the worker process running it "
            f"(pid {cause.get('pid')}) {cause.get('text')}")
     if cause.get("reason"):

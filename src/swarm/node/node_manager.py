@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import itertools
 import json
 import logging
 import mmap
@@ -32,7 +33,7 @@ import psutil
 
 from swarm._config import CONFIG
 from swarm.core import connection, protocol as P
-from swarm.node import process
+from swarm.node import cluster, process
 from swarm.node.arena import Allocator, create_memfd
 from swarm.node.resources import Grant, Infeasible, LeaseRequest, LeaseScheduler, StartWorker
 
@@ -45,7 +46,8 @@ STDERR_TAIL_LINES = 20
 class Client:
     """One connected core worker (a driver, or a worker's control channel)."""
 
-    __slots__ = ("sock", "reader", "worker_id", "is_driver", "pins", "unsealed", "log_to_driver", "pid")
+    __slots__ = ("sock", "reader", "worker_id", "is_driver", "pins", "unsealed", "log_to_driver", "pid",
+                 "node_id", "is_head_link")
 
     def __init__(self, sock: socket.socket, worker_id: bytes | None = None) -> None:
         self.sock = sock
@@ -56,11 +58,14 @@ class Client:
         self.unsealed: set[int] = set()
         self.log_to_driver = True
         self.pid = 0
+        self.node_id: str | None = None      # set on the head for a connected node manager
+        self.is_head_link = False             # set on a node manager for its link to the head
 
 
 class Worker:
     __slots__ = ("worker_id", "pid", "address", "client", "out_fd", "err_fd", "files", "partial",
-                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id", "oom")
+                 "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id", "oom",
+                 "no_restart")
 
     def __init__(self, worker_id: bytes, pid: int, address: str) -> None:
         self.worker_id = worker_id
@@ -78,6 +83,7 @@ class Worker:
         self.killed_reason: str | None = None
         self.actor_id: bytes | None = None
         self.oom = False
+        self.no_restart = False
 
 
 class StoredObject:
@@ -128,7 +134,18 @@ class NodeManager:
         self.oom_cooldown_until = 0.0
         self.had_driver = False
         self.worker_counter = 0
+        self.is_head = bool(opts.get("head", True))
+        self.node_table = cluster.NodeTable(opts.get("node_timeout_s", CONFIG.node_timeout_s))
+        self.view: list[dict] = []
+        self.head_link: Client | None = None
+        self.head_lost_since: float | None = None
+        self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
+        self.spread_counter = 0
         self.actors: dict[bytes, dict] = {}
+        self.actor_causes: dict[bytes, str] = {}   # what an actor said before it exited
+        self.gone_owners: set[bytes] = set()
+        self.relays: dict[int, tuple[Client, int]] = {}
+        self.relay_ids = itertools.count(1)
         self.actor_names: dict[tuple[str, str], bytes] = {}
         self.actor_waiters: dict[bytes, list] = {}
         self.logs_dir = os.path.join(self.session_dir, "logs")
@@ -155,10 +172,104 @@ class NodeManager:
         signal.signal(signal.SIGTERM, lambda *_: self._stop("SIGTERM"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        if self.is_head:
+            self.node_table.register(cluster.NodeEntry(
+                self.node_id, self.tcp_address or self.address, self._total_public(),
+                dict(self.scheduler.available), self.opts.get("node_ip") or "127.0.0.1", is_head=True))
+        else:
+            self._connect_head()
         gc.freeze()
         for _ in range(self.num_cpus):
             self.scheduler.starting += 1
             self._start_worker()
+
+    # -- cluster ------------------------------------------------------------------------------------
+    def _total_public(self) -> dict:
+        return dict(self.total_resources)
+
+    def _connect_head(self) -> bool:
+        try:
+            sock = connection.connect(self.opts["head_address"], self.token)
+        except (OSError, ConnectionError) as e:
+            if self.head_lost_since is None:
+                raise
+            log.warning("cannot reach the head at %s: %s", self.opts["head_address"], e)
+            return False
+        client = Client(sock)
+        client.is_head_link = True
+        self.clients[sock] = client
+        self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+        self.head_link = client
+        self.head_lost_since = None
+        self._send(client, [P.REGISTER_NODE, self.node_id, self.tcp_address, self._total_public(),
+                            self.opts.get("node_ip") or "127.0.0.1"])
+        return True
+
+    def _cluster_tick(self) -> None:
+        avail = dict(self.scheduler.available)
+        if self.is_head:
+            me = self.node_table.nodes.get(self.node_id)
+            if me is not None:
+                me.available = avail
+                me.last_seen = time.monotonic()
+            for dead in self.node_table.expire():
+                self._node_died(dead.node_id, f"it missed heartbeats for {self.node_table.timeout_s:g} s")
+            self.view = self.node_table.view()
+            self._reroute_parked()
+        elif self.head_link is not None:
+            self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail])
+        else:
+            lost = time.monotonic() - (self.head_lost_since or time.monotonic())
+            if lost > self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s):
+                self._stop(f"the head was unreachable for {lost:.0f} s")
+            else:
+                self._connect_head()
+
+    def _node_died(self, node_id: str, cause: str) -> None:
+        """Head: tell everyone (node managers forward it to their drivers and workers)."""
+        log.warning("node %s is dead: %s", node_id, cause)
+        for c in list(self.clients.values()):
+            if c.node_id is not None or c.worker_id is not None:
+                self._send(c, [P.NODE_DIED, node_id, cause])
+        self.view = self.node_table.view()
+        for actor_id, a in list(self.actors.items()):
+            if a.get("node_id") == node_id and a.get("state") in ("ALIVE", "PENDING"):
+                a.update(state="DEAD", death_cause=f"its node {node_id} died ({cause})")
+                self._forget_name(a)
+                self._notify_actor_waiters(actor_id)
+
+    def _reroute_parked(self) -> None:
+        parked, self.parked = self.parked, []
+        for req in parked:
+            self._lease_request(req, 0)
+
+    def _lease_request(self, req: LeaseRequest, hops: int) -> None:
+        # our own entry is always live: what is free now, less what requests queued here will take
+        me = self._self_view()
+        for queued in self.scheduler.queue:
+            for k, v in queued.shape.items():
+                me["available"][k] = me["available"].get(k, 0.0) - v
+        view = [me] + [n for n in self.view if n["node_id"] != self.node_id]
+        decision = cluster.route(req.shape, req.strategy, self.node_id, view, hops, req.fn_name or "task",
+                                 self.spread_counter)
+        if req.strategy and req.strategy.get("type") == "SPREAD":
+            self.spread_counter += 1
+        if isinstance(decision, cluster.Local):
+            self._apply(self.scheduler.request(req))
+        elif isinstance(decision, cluster.Spill):
+            self._send(req.client, [P.LEASE_SPILLBACK, req.req_id, decision.address])
+        elif decision.wait:
+            if req not in self.parked:
+                self._send(req.client, [P.LEASE_WARNING, req.req_id, decision.message + "; it waits until "
+                                        "a node that fits joins the cluster"])
+                self.parked.append(req)
+        else:
+            self._send(req.client, [P.LEASE_FAILED, req.req_id, decision.message])
+
+    def _self_view(self) -> dict:
+        return {"node_id": self.node_id, "address": self.tcp_address or self.address,
+                "total": self._total_public(), "available": dict(self.scheduler.available),
+                "node_ip": self.opts.get("node_ip") or "127.0.0.1", "alive": True, "is_head": self.is_head}
 
     def _stop(self, why: str) -> None:
         log.info("node manager stopping: %s", why)
@@ -190,8 +301,12 @@ class NodeManager:
                 except Exception:
                     log.exception("memory monitor failed")
             if time.monotonic() >= next_tick:
-                next_tick = time.monotonic() + 1.0
+                next_tick = time.monotonic() + self.opts.get("heartbeat_s", CONFIG.heartbeat_s)
                 self._reap_idle_workers()
+                try:
+                    self._cluster_tick()
+                except Exception:
+                    log.exception("cluster bookkeeping failed")
         self.teardown()
 
     def teardown(self) -> None:
@@ -356,8 +471,7 @@ class NodeManager:
         self._close_worker_pipes(w)
         text, code, sig = process.describe_exit(status)
         self.workers.pop(w.worker_id, None)
-        if w.actor_id is not None:
-            self._actor_died(w, text)
+        actor_cause = self._actor_died(w, text) if w.actor_id is not None else None
         if w.client is not None:
             self._drop_client(w.client)
         lease_req, actions = self.scheduler.worker_died(w.worker_id)
@@ -365,10 +479,9 @@ class NodeManager:
             tail = "\n".join(w.stderr_tail)
             cause = {"text": text, "exit_code": code, "signal": sig, "pid": w.pid,
                      "stderr_tail": tail, "reason": w.killed_reason, "oom": w.oom}
-            if w.actor_id is not None:
-                a = self.actors[w.actor_id]
-                cause["text"] = a.get("death_cause") or a.get("last_death_cause")
-                cause["no_restart"] = a["state"] == "DEAD"
+            if actor_cause is not None:
+                cause["text"] = actor_cause
+                cause["no_restart"] = w.no_restart
             holder = lease_req.client
             if isinstance(holder, Client):
                 self._send(holder, [P.WORKER_DIED, w.worker_id, cause])
@@ -493,6 +606,14 @@ class NodeManager:
     def _drop_client(self, client: Client) -> None:
         if self.clients.pop(client.sock, None) is None:
             return
+        if client.is_head_link:
+            log.warning("lost the connection to the head; retrying for up to %.0f s",
+                        self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s))
+            self.head_link = None
+            self.head_lost_since = time.monotonic()
+        if client.node_id is not None and self.is_head:
+            if self.node_table.mark_dead(client.node_id) is not None:
+                self._node_died(client.node_id, "its connection to the head closed")
         try:
             self.sel.unregister(client.sock)
         except (KeyError, ValueError):
@@ -503,6 +624,10 @@ class NodeManager:
             pass
         if client.worker_id is not None and self.by_worker_id.get(client.worker_id) is client:
             del self.by_worker_id[client.worker_id]
+            if self.is_head:
+                self.gone_owners.add(client.worker_id)
+            elif self.head_link is not None:
+                self._send(self.head_link, [P.CLIENT_GONE, client.worker_id])
         for oid, n in client.pins.items():
             obj = self.objects.get(oid)
             if obj is not None:
@@ -539,7 +664,7 @@ class NodeManager:
                 if w is None:
                     continue
                 self._send(a.request.client, [P.LEASE_GRANTED, a.request.req_id, a.worker_id, w.address,
-                                              a.gpu_ids])
+                                              a.gpu_ids, self.node_id])
             elif isinstance(a, Infeasible):
                 self._send(a.request.client, [P.LEASE_FAILED, a.request.req_id, a.message])
             elif isinstance(a, StartWorker):
@@ -548,7 +673,14 @@ class NodeManager:
     def _handle(self, c: Client, msg: list) -> None:
         kind = msg[0]
         if kind == P.REQUEST_LEASE:
-            self._apply(self.scheduler.request(LeaseRequest(msg[1], c, msg[2], msg[3])))
+            strategy = msg[4] if len(msg) > 4 else None
+            hops = msg[5] if len(msg) > 5 else 0
+            if len(msg) > 6 and c.worker_id is None:   # the owner: its objects here are its to release
+                c.worker_id = msg[6]
+                self.by_worker_id.setdefault(msg[6], c)
+            self._lease_request(LeaseRequest(msg[1], c, msg[2], msg[3], strategy), hops)
+        elif kind in (P.REGISTER_NODE, P.HEARTBEAT, P.NODE_VIEW, P.NODE_DIED, P.NODE_REJECTED):
+            self._handle_cluster_message(c, msg)
         elif kind == P.RETURN_LEASE:
             wid = msg[1]
             lease = self.scheduler.leases.get(wid)
@@ -636,16 +768,85 @@ class NodeManager:
                      "spilled": o.spilled is not None, "node_id": self.node_id}
                     for oid, o in self.objects.items()]
             self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], objs])
-        elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD):
+        elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD, P.ACTOR_INFO,
+                      P.ACTOR_EXITED, P.CLIENT_GONE):
             self._handle_actor_message(c, msg)
+        elif kind == P.HELLO:   # a core worker of another node (it asks us for leases)
+            if c.worker_id is None:
+                c.worker_id = msg[1]
+                self.by_worker_id.setdefault(msg[1], c)
         elif kind == P.SHUTDOWN:
             self._stop("asked to shut down")
         else:
             raise ValueError(f"unknown message kind {kind}")
 
+    def _handle_cluster_message(self, c: Client, msg: list) -> None:
+        kind = msg[0]
+        if kind == P.REGISTER_NODE and self.is_head:
+            _, node_id, address, total, node_ip = msg
+            c.node_id = node_id
+            self.node_table.register(cluster.NodeEntry(node_id, address, total, dict(total), node_ip))
+            self.view = self.node_table.view()
+            self._send(c, [P.NODE_VIEW, self.view])
+            self._reroute_parked()
+        elif kind == P.HEARTBEAT and self.is_head:
+            if self.node_table.heartbeat(msg[1], msg[2]):
+                self._send(c, [P.NODE_VIEW, self.view])
+            else:
+                self._send(c, [P.NODE_REJECTED, "the head declared this node dead; start it again to rejoin"])
+        elif kind == P.NODE_VIEW:
+            before = {n["node_id"] for n in self.view if n["alive"]}
+            self.view = msg[1]
+            after = {n["node_id"] for n in self.view if n["alive"]}
+            for node_id in before - after:
+                self._forward_node_died(node_id, "the head declared it dead")
+            self._reroute_parked()
+        elif kind == P.NODE_DIED:
+            self._forward_node_died(msg[1], msg[2])
+        elif kind == P.NODE_REJECTED:
+            self._stop(msg[1])
+
+    def _forward_node_died(self, node_id: str, cause: str) -> None:
+        for c in list(self.clients.values()):
+            if c.worker_id is not None and not c.is_head_link:
+                self._send(c, [P.NODE_DIED, node_id, cause])
+
     # -- actors -----------------------------------------------------------------------------------
     def _handle_actor_message(self, c: Client, msg: list) -> None:
+        """The actor directory lives on the head; other node managers keep only what concerns their
+        own workers and pass the rest on (relaying replies back to the asker)."""
         kind = msg[0]
+        if not self.is_head and not c.is_head_link:
+            if kind == P.ACTOR_BIND:
+                self._bind_local_worker(msg[1], msg[2], msg[3])
+                info = dict(msg[3], node_id=self.node_id)
+                msg = [P.ACTOR_BIND, msg[1], msg[2], info]
+            elif kind == P.ACTOR_DEAD:
+                self.actor_causes[msg[1]] = msg[2]
+            elif kind == P.ACTOR_INFO:
+                return
+            if kind in (P.REGISTER_ACTOR, P.GET_ACTOR):
+                relay_id = next(self.relay_ids)
+                self.relays[relay_id] = (c, msg[1])
+                msg = [kind, relay_id, *msg[2:]]
+            if self.head_link is not None:
+                self._send(self.head_link, msg)
+            elif kind in (P.REGISTER_ACTOR, P.GET_ACTOR):
+                self.relays.pop(msg[1], None)
+                self._send(c, [P.ACTOR_INFO, msg[1], None])
+            return
+        if kind == P.ACTOR_INFO:           # a relayed reply from the head
+            asker = self.relays.pop(msg[1], None)
+            if asker is not None:
+                self._send(asker[0], [P.ACTOR_INFO, asker[1], msg[2]])
+            return
+        if kind == P.KILL_ACTOR and not self.is_head:   # the head asks us to kill one of our workers
+            _, actor_id, cause, no_restart = msg
+            for host in self.workers.values():
+                if host.actor_id == actor_id:
+                    host.no_restart = no_restart
+                    self._kill(host, cause)
+            return
         a: dict | None
         if kind == P.REGISTER_ACTOR:
             _, req_id, actor_id, info = msg
@@ -656,22 +857,25 @@ class NodeManager:
                     self._send(c, [P.ACTOR_INFO, req_id, existing])
                     return
                 self.actor_names[key] = actor_id
-            self.actors[actor_id] = dict(info, state="PENDING", owner_id=c.worker_id)
+            self.actors[actor_id] = dict(info, state="PENDING", owner_id=info.get("owner_id"))
             self._send(c, [P.ACTOR_INFO, req_id, None])
         elif kind == P.ACTOR_BIND:
             _, actor_id, worker_id, info = msg
-            w = self.workers.get(worker_id)
             a = self.actors.setdefault(actor_id, dict(info))
             assert a is not None
-            a["owner_id"] = c.worker_id
-            if w is None:
-                a.update(state="DEAD", death_cause="its worker died before the actor started")
+            if c.node_id is None:   # bound on this (head) node
+                w = self.workers.get(worker_id)
+                if w is None:
+                    a.update(state="DEAD", death_cause="its worker died before the actor started")
+                    self._notify_actor_waiters(actor_id)
+                    return
+                self._bind_local_worker(actor_id, worker_id, info)
+                a.update(pid=w.pid, node_id=self.node_id)
             else:
-                if a.get("state") == "RESTARTING":
-                    a["num_restarts"] = a.get("num_restarts", 0) + 1
-                a.update(state="ALIVE", address=w.address, pid=w.pid, worker_id=worker_id)
-                w.actor_id = actor_id
-                w.tag = {1: info["class_name"], 2: info["class_name"]}
+                a["node_id"] = c.node_id
+            if a.get("state") == "RESTARTING":
+                a["num_restarts"] = a.get("num_restarts", 0) + 1
+            a.update(state="ALIVE", address=info.get("address"), worker_id=worker_id)
             self._notify_actor_waiters(actor_id)
         elif kind == P.GET_ACTOR:
             _, req_id, actor_id, name, namespace, wait_alive = msg
@@ -688,17 +892,32 @@ class NodeManager:
             if a is None or a["state"] == "DEAD":
                 return
             a["no_restart"] = no_restart
-            w = self.workers.get(a.get("worker_id", b""))
-            if w is not None:
-                self._kill(w, cause)
+            if a.get("node_id") in (None, self.node_id):
+                victim = self.workers.get(a.get("worker_id", b""))
+                if victim is not None:
+                    victim.no_restart = no_restart
+                    self._kill(victim, cause)
+                    return
             else:
-                a.update(state="DEAD", death_cause=cause)
-                self._forget_name(a)
-                self._notify_actor_waiters(actor_id)
+                node = next((cl for cl in self.clients.values() if cl.node_id == a["node_id"]), None)
+                if node is not None:
+                    self._send(node, msg)
+                    return
+            a.update(state="DEAD", death_cause=cause)
+            self._forget_name(a)
+            self._notify_actor_waiters(actor_id)
         elif kind == P.ACTOR_DEAD:
-            a = self.actors.get(msg[1])
-            if a is not None:
-                a["reported_cause"] = msg[2]
+            self.actor_causes[msg[1]] = msg[2]
+        elif kind == P.ACTOR_EXITED:
+            self._actor_state_after_death(msg[1], msg[2], msg[3])
+        elif kind == P.CLIENT_GONE:
+            self.gone_owners.add(msg[1])
+
+    def _bind_local_worker(self, actor_id: bytes, worker_id: bytes, info: dict) -> None:
+        w = self.workers.get(worker_id)
+        if w is not None:
+            w.actor_id = actor_id
+            w.tag = {1: info["class_name"], 2: info["class_name"]}
 
     def _kill(self, w: Worker, reason: str) -> None:
         w.killed_reason = reason
@@ -707,26 +926,33 @@ class NodeManager:
         except OSError:
             pass
 
-    def _actor_died(self, w: Worker, exit_text: str) -> None:
-        a = self.actors.get(w.actor_id)  # type: ignore[arg-type]
-        if a is None:
-            return
-        cause = a.get("reported_cause") or w.killed_reason
+    def _actor_died(self, w: Worker, exit_text: str) -> str:
+        """An actor's worker exited here: its cause in words; the head updates the directory."""
+        cause = self.actor_causes.pop(w.actor_id, None) or w.killed_reason  # type: ignore[arg-type]
         if not cause:
             cause = f"its worker process (pid {w.pid}) {exit_text}"
             tail = "\n".join(w.stderr_tail)
             if tail:
                 cause += "; last lines it wrote to stderr:\n" + tail
+        if self.is_head:
+            self._actor_state_after_death(w.actor_id, cause, w.no_restart)  # type: ignore[arg-type]
+        elif self.head_link is not None:
+            self._send(self.head_link, [P.ACTOR_EXITED, w.actor_id, cause, w.no_restart])
+        return cause
+
+    def _actor_state_after_death(self, actor_id: bytes, cause: str, no_restart: bool) -> None:
+        a = self.actors.get(actor_id)
+        if a is None:
+            return
         max_restarts = a.get("max_restarts", 0)
-        owner_alive = any(c.worker_id is not None and self._is_owner(c, a) for c in self.clients.values())
-        if (not a.get("no_restart") and owner_alive
+        owner_alive = a.get("owner_id") not in self.gone_owners
+        if (not no_restart and not a.get("no_restart") and owner_alive
                 and (max_restarts == -1 or a.get("num_restarts", 0) < max_restarts)):
             a.update(state="RESTARTING", last_death_cause=cause)   # the owner re-creates it
-            a.pop("reported_cause", None)
             return
         a.update(state="DEAD", death_cause=cause)
         self._forget_name(a)
-        self._notify_actor_waiters(w.actor_id)  # type: ignore[arg-type]
+        self._notify_actor_waiters(actor_id)
 
     def _is_owner(self, c: Client, a: dict) -> bool:
         return a.get("owner_id") == c.worker_id
@@ -830,7 +1056,7 @@ class NodeManager:
                    "blocked": wid in self.scheduler.blocked, "actor": self.workers[wid].actor_id is not None}
                   for wid, (req, _) in self.scheduler.leases.items() if wid in self.workers]
         return {"node_id": self.node_id, "address": self.address, "total": self.total_resources,
-                "leases": leases,
+                "leases": leases, "nodes": self.view or [self._self_view()],
                 "object_store": {"capacity": self.allocator.capacity, "used": self.allocator.used,
                                  "objects": len(self.objects), "spilled_bytes": self.spilled_bytes,
                                  "spilled": self.spill_count, "restored": self.restore_count},

@@ -24,6 +24,7 @@ class LeaseRequest:
     client: object                  # opaque: who asked (the node manager's connection)
     shape: dict[str, float]
     fn_name: str = ""
+    strategy: dict | None = None
 
 
 @dataclasses.dataclass
