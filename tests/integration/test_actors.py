@@ -145,13 +145,14 @@ class FailingInit:
 class Sleeper:
     """A threaded actor when created with max_concurrency > 1."""
 
-    def __init__(self, parties):
+    def __init__(self, parties, barrier_timeout=TIMEOUT):
         self.barrier = threading.Barrier(parties)
+        self.barrier_timeout = barrier_timeout
 
     def nap(self, seconds):
         start = time.monotonic()
         # every call must be running at once to pass the barrier: serial execution breaks it
-        self.barrier.wait(timeout=TIMEOUT)
+        self.barrier.wait(timeout=self.barrier_timeout)
         time.sleep(seconds)
         return start, time.monotonic(), threading.get_ident()
 
@@ -461,8 +462,10 @@ def test_non_detached_child_dies_with_its_creator(cluster):
     child = swarm.get_actor(name, namespace="owned_ns")
     swarm.kill(creator)
     with pytest.raises(ActorDiedError):
+        swarm.get(creator.make.remote(_unique("x"), "owned_ns", False, 0), timeout=TIMEOUT)
+    assert _wait_until(lambda: _pid_gone(child_pid), timeout=10.0), "the owned child outlived its owner"
+    with pytest.raises(ActorDiedError):
         swarm.get(child.incr.remote(1), timeout=TIMEOUT)
-    assert _wait_until(lambda: _pid_gone(child_pid), timeout=10.0)
 
 
 # -- kill, exit_actor, deaths -----------------------------------------------------------------------
@@ -499,6 +502,15 @@ def test_calls_made_after_kill_returns_never_run(cluster):
     assert ran == 0, f"{ran} calls submitted after kill() returned ran on the killed actor"
 
 
+@pytest.mark.xfail(strict=True, reason="runtime bug: kill() of an actor that is still being created is "
+                   "lost: the actor starts anyway and serves calls")
+def test_kill_during_creation(cluster):
+    h = Counter.remote()
+    swarm.kill(h)  # before the actor has started
+    with pytest.raises(ActorDiedError, match="killed"):
+        swarm.get(h.get.remote(), timeout=TIMEOUT)
+
+
 def test_kill_is_seen_by_other_holders(cluster):
     h = Counter.remote()
     swarm.get(h.get.remote(), timeout=TIMEOUT)
@@ -519,7 +531,7 @@ def test_exit_actor_inside_method(cluster):
 
 
 def test_exit_actor_outside_actor_raises():
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="inside an actor"):
         swarm.actor.exit_actor()
 
 
@@ -546,12 +558,13 @@ def test_actor_process_death_names_exit_code(cluster):
         swarm.get(h.get.remote(), timeout=TIMEOUT)
 
 
-def test_calls_on_dead_actor_never_hang(cluster):
+def test_calls_on_dead_actor_never_hang(cluster, tmp_path):
     h = Counter.remote()
-    swarm.get(h.get.remote(), timeout=TIMEOUT)
+    swarm.get(h.get.remote(), timeout=TIMEOUT)  # started (a kill during creation: see the xfail below)
+    in_flight = h.block.remote(str(tmp_path / "never-opened"))
     swarm.kill(h)
     with pytest.raises(ActorDiedError):
-        swarm.get(h.get.remote(), timeout=TIMEOUT)
+        swarm.get(in_flight, timeout=TIMEOUT)
     refs = [h.incr.remote() for _ in range(20)]
     ready, not_ready = swarm.wait(refs, num_returns=len(refs), timeout=TIMEOUT)
     assert not not_ready
@@ -608,13 +621,12 @@ def test_threaded_actor_runs_calls_concurrently(cluster):
 
 def test_default_actor_is_serial(cluster):
     """The counterpart: without max_concurrency, the same barrier can never be passed."""
-    s = Sleeper.remote(2)
+    s = Sleeper.remote(2, barrier_timeout=2.0)
     a, b = s.nap.remote(0), s.nap.remote(0)
     with pytest.raises(threading.BrokenBarrierError):
-        swarm.get(a, timeout=TIMEOUT + 30)
-    swarm.kill(s)
-    with pytest.raises(ActorDiedError):
-        swarm.get(b, timeout=TIMEOUT)
+        swarm.get(a, timeout=TIMEOUT)  # waited alone: the second call could not start meanwhile
+    with pytest.raises(threading.BrokenBarrierError):
+        swarm.get(b, timeout=TIMEOUT)  # ran only afterwards, and found the barrier broken
 
 
 def test_async_actor_runs_calls_concurrently(cluster):

@@ -133,8 +133,9 @@ class ActorSubmitter:
         if cr is None:
             return False
         try:
-            self.core.get_conn(address).send([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
-                                               cr.info.get("strategy"), 1, self.core.worker_id])
+            msg = [P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"], cr.info.get("strategy"), 1,
+                   self.core.worker_id]
+            self.core.get_conn(address).send(msg)
         except (OSError, ConnectionError, SwarmError):
             self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
                                             cr.info.get("strategy"), 1, self.core.worker_id])

@@ -32,6 +32,7 @@ cluster has CPUs each actor asks for a fraction of a CPU, so they all fit.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import itertools
 import logging
@@ -40,8 +41,9 @@ import os
 import queue
 import threading
 import time
+import types
 import weakref
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import swarm
 from swarm.exceptions import ActorDiedError
@@ -57,6 +59,12 @@ TimeoutError = multiprocessing.TimeoutError
 #: batches kept in flight per actor: one running, one queued behind it, so an actor never idles
 #: waiting for the dispatcher
 INFLIGHT_PER_ACTOR = 2
+#: ... and up to this many while batches are short (under SHORT_BATCH_S). A worker holds the replies
+#: of short calls until its queue is empty (or 2 ms), so with 2 in flight an actor would finish both,
+#: reply, then idle for a round trip; a deeper queue hides that, and with batches this short the
+#: load balance it costs is negligible.
+INFLIGHT_SHORT_BATCHES = 4
+SHORT_BATCH_S = 0.002
 
 # how a batch calls fn on each item
 _ONE, _STAR, _CALL = 0, 1, 2
@@ -142,7 +150,7 @@ class ApplyResult:
             self._value = exc
             self._finish()
 
-    __class_getitem__ = classmethod(lambda cls, item: cls)  # AsyncResult[int] in annotations
+    __class_getitem__: Any = classmethod(types.GenericAlias)
 
 
 AsyncResult = ApplyResult
@@ -189,6 +197,7 @@ class IMapIterator:
         self._accounted = 0  # items whose outcome arrived
         self._length: int | None = None
         self._aborted: BaseException | None = None
+        self._stopped = False
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -203,12 +212,10 @@ class IMapIterator:
                     if ok:
                         return value
                     raise value
-                if self._exhausted():
-                    if self._aborted is not None:
-                        exc, self._aborted = self._aborted, None
-                        self._length = self._index = self._accounted = 0
-                        self._by_index.clear()
-                        raise exc
+                if self._aborted is not None:
+                    exc, self._aborted, self._stopped = self._aborted, None, True
+                    raise exc
+                if self._stopped or self._exhausted():
                     raise StopIteration
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -229,8 +236,6 @@ class IMapIterator:
         return None
 
     def _exhausted(self) -> bool:
-        if self._aborted is not None:
-            return True
         if self._length is None:
             return False
         return self._index >= self._length if self._ordered else self._accounted >= self._length
@@ -332,22 +337,27 @@ class _Feeder:
 class _Slot:
     """One process slot: its current actor and what is in flight to it."""
 
-    __slots__ = ("index", "handle", "generation", "inflight", "assigned", "retiring", "dead")
+    __slots__ = ("index", "handle", "up_ref", "up", "generation", "inflight", "assigned", "retiring",
+                 "dead", "last_done")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.handle: Any = None
+        self.up_ref: Any = None  # the actor's first call (pid): done once the actor is up
+        self.up: Any = None  # its future
         self.generation = 0
         self.inflight = 0
         self.assigned = 0  # items sent to the current actor
         self.retiring = False  # reached maxtasksperchild: replace once its batches are back
         self.dead = False
+        self.last_done = 0.0  # when its last batch came back
 
 
 class _Batch:
-    __slots__ = ("slot", "generation", "job", "start", "count", "ref")
+    __slots__ = ("slot", "generation", "job", "start", "count", "ref", "submitted")
 
     def __init__(self, slot: _Slot, job: Any, start: int, count: int, ref: Any) -> None:
+        self.submitted = time.monotonic()
         self.slot = slot
         self.generation = slot.generation
         self.job = job
@@ -357,6 +367,7 @@ class _Batch:
 
 
 _WAKE = ("wake",)
+_TERMINATE = ("terminate",)
 
 
 class _Core:
@@ -376,6 +387,8 @@ class _Core:
         self.jobs: set = set()  # results not yet complete (stdlib's pool._cache)
         self.state = "RUN"  # RUN -> CLOSE -> (drained) -> STOPPED;  RUN/CLOSE -> TERMINATE -> STOPPED
         self.slots = [_Slot(i) for i in range(processes)]
+        self.killed: list = []  # handles killed when the pool stopped (join waits for them)
+        self.batch_s: float | None = None  # moving average of how long a batch keeps an actor busy
         self.generations_started = 0
         with self.lock:
             for slot in self.slots:
@@ -388,11 +401,9 @@ class _Core:
         with self.lock:
             if self.state != "RUN":
                 raise ValueError("Pool not running")
-            self.jobs.add(feeder.job)
-            if not feeder.exhausted:
+            if not feeder.exhausted:  # (an empty map is complete already)
+                self.jobs.add(feeder.job)
                 self.feeders.append(feeder)
-            elif feeder.job._pool is None or getattr(feeder.job, "_left", 1) == 0:
-                self.jobs.discard(feeder.job)
         self.events.put(_WAKE)
 
     def forget(self, job: Any) -> None:
@@ -411,12 +422,19 @@ class _Core:
                 return
             self.state = "TERMINATE"
             self._kill_all()
-            jobs, self.jobs = list(self.jobs), set()
             self.feeders.clear()
+        self.events.put(_WAKE)  # the dispatcher fails what is pending, and stops
+
+    def _abort_jobs(self) -> None:
+        with self.lock:
+            jobs, self.jobs = list(self.jobs), set()
         err = RuntimeError("the Pool was terminated before this result was ready")
         for job in jobs:
             job._abort(err)
-        self.events.put(_WAKE)
+
+    def terminate_soon(self) -> None:
+        """From the garbage collector (any thread, any locks held): let the dispatcher terminate."""
+        self.events.put(_TERMINATE)
 
     def actor_handles(self) -> list:
         with self.lock:
@@ -428,16 +446,19 @@ class _Core:
             while True:
                 ev = self.events.get()
                 while True:  # file everything that has arrived before dispatching more
-                    if ev is not _WAKE:
+                    if ev is _TERMINATE:
+                        self.terminate()
+                    elif ev is not _WAKE:
                         self._completed(*ev)
                     try:
                         ev = self.events.get_nowait()
                     except queue.Empty:
                         break
+                if self.state == "TERMINATE":
+                    self._abort_jobs()
+                    self.state = "STOPPED"
+                    return
                 with self.lock:
-                    if self.state == "TERMINATE":
-                        self.state = "STOPPED"
-                        return
                     self._recycle()
                     self._fill()
                     if self.state == "CLOSE" and not self.feeders and \
@@ -447,7 +468,11 @@ class _Core:
                         return
         except BaseException:  # never leave results hanging because the dispatcher died
             log.exception("the Pool's dispatcher thread failed")
-            self.terminate()
+            with self.lock:
+                self.state = "TERMINATE"
+                self._kill_all()
+            self._abort_jobs()
+            self.state = "STOPPED"
             raise
 
     def _completed(self, batch: _Batch, fut: Any) -> None:
@@ -461,6 +486,10 @@ class _Core:
             slot = batch.slot
             if slot.generation == batch.generation:
                 slot.inflight -= 1
+                now = time.monotonic()  # how long this batch kept the actor busy
+                service = now - max(batch.submitted, slot.last_done)
+                slot.last_done = now
+                self.batch_s = service if self.batch_s is None else 0.7 * self.batch_s + 0.3 * service
                 if not ok and isinstance(value, ActorDiedError):
                     slot.dead = True
         batch.job._set_chunk(batch.start, batch.count, ok, value)
@@ -481,8 +510,10 @@ class _Core:
 
     def _free_slot(self) -> _Slot | None:
         best = None
+        depth = INFLIGHT_SHORT_BATCHES if self.batch_s is not None and self.batch_s < SHORT_BATCH_S \
+            else INFLIGHT_PER_ACTOR
         for s in self.slots:
-            if s.handle is None or s.dead or s.retiring or s.inflight >= INFLIGHT_PER_ACTOR:
+            if s.handle is None or s.dead or s.retiring or s.inflight >= depth:
                 continue
             if best is None or s.inflight < best.inflight:
                 best = s
@@ -491,8 +522,12 @@ class _Core:
     def _submit(self, slot: _Slot, feeder: _Feeder, start: int, items: list) -> None:
         try:
             ref = slot.handle.run_batch.remote(feeder.fn, items, feeder.mode)
-        except Exception as e:  # e.g. an argument that cannot be pickled: that batch fails
-            feeder.job._set_chunk(start, len(items), False, e)
+        except Exception as e:  # e.g. an argument that cannot be pickled: that batch fails (filed
+            failed: concurrent.futures.Future = concurrent.futures.Future()  # by the loop, unlocked)
+            failed.set_exception(e)
+            batch = _Batch(slot, feeder.job, start, len(items), None)
+            batch.generation = -1  # counts nothing against the slot
+            self.events.put((batch, failed))
             return
         slot.inflight += 1
         slot.assigned += len(items)
@@ -503,15 +538,17 @@ class _Core:
 
     def _recycle(self) -> None:
         """Under the lock: replace actors that reached maxtasksperchild or died, once idle."""
-        if self.state != "RUN" and not self.feeders:
+        if self.state == "TERMINATE" or (self.state == "CLOSE" and not self.feeders):
             return
         for slot in self.slots:
-            if (slot.retiring or slot.dead) and slot.inflight == 0:
-                _kill(slot.handle)
+            if slot.handle is not None and (slot.retiring or slot.dead) and slot.inflight == 0:
+                _kill_when_up(slot.handle, slot.up_ref, slot.up)
                 self._start_actor(slot)
 
     def _start_actor(self, slot: _Slot) -> None:
         slot.handle = _PoolActor.options(**self.actor_options).remote(self.initializer, self.initargs)
+        slot.up_ref = slot.handle.pid.remote()
+        slot.up = slot.up_ref.future()
         slot.generation += 1
         slot.inflight = slot.assigned = 0
         slot.retiring = slot.dead = False
@@ -522,7 +559,23 @@ class _Core:
             handle, slot.handle = slot.handle, None
             slot.generation += 1
             slot.inflight = 0
-            _kill(handle)
+            if handle is not None:
+                if _kill_when_up(handle, slot.up_ref, slot.up):
+                    self.killed.append(handle)
+            slot.up_ref = slot.up = None
+
+    def await_exit(self, timeout: float = 10.0) -> None:
+        """After the pool stopped: return once every killed actor is gone (a call on it fails)."""
+        with self.lock:
+            handles, self.killed = self.killed, []
+        deadline = time.monotonic() + timeout
+        for handle in handles:
+            while time.monotonic() < deadline:
+                try:
+                    swarm.get(handle.pid.remote(), timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:  # ActorDiedError: gone (or swarm is shutting down)
+                    break
+                time.sleep(0.01)  # the call overtook the kill: look again
 
 
 def _post(events: queue.SimpleQueue, batch: _Batch, fut: Any) -> None:
@@ -531,12 +584,40 @@ def _post(events: queue.SimpleQueue, batch: _Batch, fut: Any) -> None:
 
 
 def _kill(handle: Any) -> None:
-    if handle is None:
-        return
     try:
         swarm.kill(handle)
     except Exception:  # already dead, or swarm already shut down
         pass
+
+
+# An actor is killed only once it is up: a kill sent while its creation is still waiting for
+# resources is lost (the actor starts anyway), and dropping the last handle of an actor whose
+# creation is pending breaks the driver (see the runtime-bug tests in tests/integration/test_pool.py).
+# Such actors are handed to one reaper thread, which kills them when they come up.
+_reaper_queue: queue.SimpleQueue = queue.SimpleQueue()
+_reaper_lock = threading.Lock()
+_reaper: threading.Thread | None = None
+
+
+def _kill_when_up(handle: Any, up_ref: Any, up: Any) -> bool:
+    """Kill the actor now if it is up (True), else as soon as it is (False)."""
+    global _reaper
+    if up is None or up.done():
+        _kill(handle)
+        return True
+    with _reaper_lock:
+        if _reaper is None or not _reaper.is_alive():
+            _reaper = threading.Thread(target=_reap, name="swarm-pool-reaper", daemon=True)
+            _reaper.start()
+    up.add_done_callback(lambda _fut: _reaper_queue.put((handle, up_ref)))
+    return False
+
+
+def _reap() -> None:
+    while True:
+        handle, _up_ref = _reaper_queue.get()
+        _kill(handle)
+        del handle, _up_ref
 
 
 # --------------------------------------------------------------------------------------- the pool
@@ -574,7 +655,7 @@ class Pool:
         self._processes = processes
         self._maxtasksperchild = maxtasksperchild
         self._core = _Core(processes, initializer, tuple(initargs), maxtasksperchild, options)
-        self._finalizer = weakref.finalize(self, self._core.terminate)
+        self._finalizer = weakref.finalize(self, self._core.terminate_soon)
 
     # -- helpers --------------------------------------------------------------------------------------
     def _check_running(self) -> None:
@@ -668,6 +749,7 @@ class Pool:
             raise ValueError("Pool is still running")
         if self._core.thread is not threading.current_thread():
             self._core.thread.join()
+            self._core.await_exit()
 
     def __enter__(self) -> Pool:
         self._check_running()
@@ -681,7 +763,3 @@ class Pool:
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.Pool state={self._core.state} processes={self._processes}>"
-
-
-def _imap_iter(it: Iterator) -> Iterator:  # pragma: no cover - typing helper
-    return it
