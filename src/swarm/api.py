@@ -279,6 +279,9 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
         raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; to stop a task use "
                         f"swarm.cancel(ref)")
     w = _require_worker()
+    if no_restart:
+        with w._lock:
+            w.actor_submitter.killed(actor._id, actor._info)
     w.node_conn.send([P.KILL_ACTOR, actor._id, "it was killed by swarm.kill()", bool(no_restart)])
 
 

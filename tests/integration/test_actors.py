@@ -485,8 +485,6 @@ def test_kill_then_calls_raise_actor_died_saying_killed(cluster, tmp_path):
     assert _wait_until(lambda: _pid_gone(pid), timeout=10.0)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime bug: kill() only sends KILL_ACTOR to the node manager; "
-                   "calls the killer makes after kill() returns can still reach and run on the actor")
 def test_calls_made_after_kill_returns_never_run(cluster):
     ran = 0
     for _ in range(30):  # the race does not show every time: try often enough that it would
@@ -502,8 +500,6 @@ def test_calls_made_after_kill_returns_never_run(cluster):
     assert ran == 0, f"{ran} calls submitted after kill() returned ran on the killed actor"
 
 
-@pytest.mark.xfail(strict=True, reason="runtime bug: kill() of an actor that is still being created is "
-                   "lost: the actor starts anyway and serves calls")
 def test_kill_during_creation(cluster):
     h = Counter.remote()
     swarm.kill(h)  # before the actor has started

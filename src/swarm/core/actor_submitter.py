@@ -132,13 +132,12 @@ class ActorSubmitter:
         cr = self.creations.get(req_id)
         if cr is None:
             return False
+        msg = [P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"], cr.info.get("strategy"), 1,
+               self.core.worker_id]
         try:
-            msg = [P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"], cr.info.get("strategy"), 1,
-                   self.core.worker_id]
             self.core.get_conn(address).send(msg)
         except (OSError, ConnectionError, SwarmError):
-            self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
-                                            cr.info.get("strategy"), 1, self.core.worker_id])
+            self.core.submitter._send_node(msg)
         return True
 
     def on_node_died(self, node_id: str, cause: str) -> None:
@@ -238,6 +237,14 @@ class ActorSubmitter:
         c.inflight.clear()
         for rec in reversed(retry):
             c.queue.appendleft(rec)
+
+    def killed(self, actor_id: bytes, info: dict) -> None:
+        """``kill()`` from this process: no call made after it returns may run."""
+        c = self.caller(actor_id, info)
+        if c.dead is None:
+            self._mark_dead(c, ActorDiedError(f"The actor {info.get('class_name')} is dead: it was killed by "
+                                              f"swarm.kill()"))
+        self.creations_by_actor.pop(actor_id, None)
 
     def terminate(self, actor_id: bytes) -> None:
         """No handle is left anywhere: let the actor finish its queue and exit (unless detached)."""

@@ -863,6 +863,14 @@ class NodeManager:
             _, actor_id, worker_id, info = msg
             a = self.actors.setdefault(actor_id, dict(info))
             assert a is not None
+            if a.get("state") == "DEAD":   # killed while it was being created
+                if c.node_id is None:
+                    late = self.workers.get(worker_id)
+                    if late is not None:
+                        self._kill(late, a.get("death_cause") or "it was killed")
+                else:
+                    self._send(c, [P.KILL_ACTOR, actor_id, a.get("death_cause") or "it was killed", True])
+                return
             if c.node_id is None:   # bound on this (head) node
                 w = self.workers.get(worker_id)
                 if w is None:
