@@ -168,7 +168,7 @@ class ActorSubmitter:
                     f"actor {cr.info['class_name']} could not be created: an argument failed: {err}"))
                 return
             if v[0] == P.VALUE_SHM:
-                v = [P.VALUE_SHM, v[1], v[2], ref._id]
+                v = [P.VALUE_SHM, v[1], v[2], ref._id, v[3] if len(v) > 3 else None]
             resolved.append([pos, v])
         try:
             conn = self.core.get_conn(address)
@@ -309,7 +309,7 @@ class ActorSubmitter:
                         failed = v
                         break
                     if v[0] == P.VALUE_SHM:
-                        v = [P.VALUE_SHM, v[1], v[2], ref._id]
+                        v = [P.VALUE_SHM, v[1], v[2], ref._id, v[3] if len(v) > 3 else None]
                     resolved.append([pos, v])
             if failed is not None:
                 self.core.submitter._fail_with_value(rec, failed)

@@ -164,6 +164,7 @@ class CoreWorker:
         self._nm_pending: dict[int, list] = {}
         self._req_ids = itertools.count(1)
         self.node_conn = connection.Connection(node_sock, "node")
+        self.transfers_in = 0
         self.listen_sock = listen_sock
         self.current_task_id: bytes | None = None
         self.current_task_name: str | None = None
@@ -416,7 +417,11 @@ class CoreWorker:
         value = self.values.pop(oid, None)
         self.waiters.pop(oid, None)
         if value is not None and value[0] == P.VALUE_SHM:
-            self._release_shm([oid])  # the node manager frees it once no reader pins it
+            source = value[3] if len(value) > 3 else None
+            if source and source != self.node_info.get("transfer_address"):
+                self._send_to(source, [P.RELEASE, [oid]])   # it lives on another node
+            else:
+                self._release_shm([oid])  # the node manager frees it once no reader pins it
 
     def _release_shm(self, oids: list) -> None:
         try:
@@ -424,13 +429,51 @@ class CoreWorker:
         except OSError:
             pass
 
-    def _pin(self, oid: bytes) -> tuple[int, int]:
-        """Pin a shared-memory object for reading; (offset, size) where it lives now."""
+    def _pin(self, oid: bytes, source: str | None = None) -> tuple[int, int]:
+        """Pin a shared-memory object for reading; (offset, size) where it lives now on this node."""
         reply = self.nm_call(lambda r: [P.PIN, r, oid])
-        if reply[2] < 0:
-            raise ObjectLostError(f"object {oid.hex()} is no longer in the object store"
-                                  + (f": {reply[4]}" if len(reply) > 4 and reply[4] else ""))
-        return reply[2], reply[3]
+        if reply[2] >= 0:
+            return reply[2], reply[3]
+        if source and source != self.node_info.get("transfer_address"):
+            return self._pull(oid, source)
+        raise ObjectLostError(f"object {oid.hex()} is no longer in the object store"
+                              + (f": {reply[4]}" if len(reply) > 4 and reply[4] else ""))
+
+    def _pull(self, oid: bytes, source: str) -> tuple[int, int]:
+        """Copy an object from another node's store into ours, in chunks, straight into shared memory
+        (a 1 GB object never needs 1 GB of heap here), and pin the copy."""
+        import mmap as _mmap
+        try:
+            sock = connection.connect(source, self.token)
+        except (OSError, ConnectionError) as e:
+            raise ObjectLostError(f"object {oid.hex()} lives on a node that cannot be reached ({source}): "
+                                  f"{e}") from None
+        try:
+            sock.settimeout(CONFIG.request_timeout_s)
+            sock.sendall(P.encode([P.FETCH_OBJECT, oid]))
+            (n,) = P.HEADER.unpack(connection._recv_exact(sock, 4))
+            header = P.decode(connection._recv_exact(sock, n))
+            size = header[1]
+            if size < 0:
+                raise ObjectLostError(f"object {oid.hex()} is gone from the node that had it: {header[2]}")
+            offset = self._alloc(size)
+            mm = _mmap.mmap(self.arena.fd, size, flags=_mmap.MAP_SHARED,
+                            prot=_mmap.PROT_READ | _mmap.PROT_WRITE, offset=offset)
+            try:
+                with memoryview(mm) as view:
+                    pos = 0
+                    while pos < size:
+                        got = sock.recv_into(view[pos:pos + (8 << 20)])
+                        if not got:
+                            raise ObjectLostError(f"the transfer of object {oid.hex()} from {source} was cut")
+                        pos += got
+            finally:
+                mm.close()
+            self.transfers_in += 1
+            reply = self.nm_call(lambda r: [P.SEAL_COPY, r, oid, offset, size])
+            return reply[2], reply[3]
+        finally:
+            sock.close()
 
     def _unpin(self, oid: bytes) -> None:
         if self.shutting_down:
@@ -515,28 +558,31 @@ class CoreWorker:
         if s.total <= CONFIG.inline_object_max_bytes:
             return [P.VALUE_INLINE, serialization.inline_bytes(s, value)]
         size = s.shm_size()
+        offset = self._alloc(size)
+        self.arena.write(offset, s, size)
+        self.nm_call(lambda r: [P.SEAL, r, oid, offset, size, owner])
+        source = self.node_info.get("transfer_address")
+        return [P.VALUE_SHM, offset, size, source] if source else [P.VALUE_SHM, offset, size]
+
+    def _alloc(self, size: int) -> int:
         deadline = time.monotonic() + CONFIG.object_store_full_timeout_s
         delay = 0.01
         while True:
             reply = self.nm_call(lambda r: [P.ALLOC, r, size])
             if reply[2] >= 0:
-                break
+                return reply[2]
             # full of objects that readers pin right now: slow the producer down before failing it
             if not reply[4] or time.monotonic() + delay > deadline:
                 raise ObjectStoreFullError(reply[3])
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
-        offset = reply[2]
-        self.arena.write(offset, s, size)
-        self.nm_call(lambda r: [P.SEAL, r, oid, offset, size, owner])
-        return [P.VALUE_SHM, offset, size]
 
     def resolve_value(self, oid: bytes, value: list) -> Any:
         kind = value[0]
         if kind == P.VALUE_INLINE:
             return serialization.loads(value[1])
         if kind == P.VALUE_SHM:
-            return self.arena.read(oid)
+            return self.arena.read(oid, value[3] if len(value) > 3 else None)
         err = serialization.loads(value[1])
         if isinstance(err, TaskError):
             raise err.as_instanceof_cause()

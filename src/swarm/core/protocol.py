@@ -73,6 +73,9 @@ LEASE_SPILLBACK = 54  # [kind, req_id, node_manager_address]        try that nod
 LEASE_WARNING = 55    # [kind, req_id, message]                     queued: no node fits it right now
 ACTOR_EXITED = 56     # [kind, actor_id, cause, no_restart]        node manager -> head
 CLIENT_GONE = 57      # [kind, worker_id]                          node manager -> head
+FETCH_OBJECT = 58     # [kind, object_id]               reader -> another node's object server
+OBJECT_DATA = 59      # [kind, size | -1, message] then ``size`` raw bytes
+SEAL_COPY = 60        # [kind, req_id, object_id, offset, size]  a pulled copy, pinned for the sender
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

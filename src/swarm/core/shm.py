@@ -18,7 +18,7 @@ from swarm.core import serialization
 
 
 class ArenaAccess:
-    def __init__(self, arena_fd: int, pin: Callable[[bytes], tuple[int, int]],
+    def __init__(self, arena_fd: int, pin: Callable[[bytes, str | None], tuple[int, int]],
                  unpin: Callable[[bytes], None]) -> None:
         self.fd = arena_fd
         self._maps: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
@@ -26,11 +26,13 @@ class ArenaAccess:
         self._unpin = unpin
         self._lock = threading.Lock()
 
-    def read(self, object_id: bytes) -> Any:
+    def read(self, object_id: bytes, source: str | None = None) -> Any:
+        """The value, as views of shared memory; ``source``: the object server of the node that has it
+        when that is another node (the bytes are pulled into this node's arena first)."""
         with self._lock:
             mm = self._maps.get(object_id)
             if mm is None:
-                offset, size = self._pin(object_id)
+                offset, size = self._pin(object_id, source)
                 try:
                     mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=offset)
                 except BaseException:

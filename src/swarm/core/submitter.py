@@ -220,7 +220,7 @@ class TaskSubmitter:
                     self._fail_with_value(rec, v)
                     return None
                 if v[0] == P.VALUE_SHM:
-                    v = [P.VALUE_SHM, v[1], v[2], ref._id]
+                    v = [P.VALUE_SHM, v[1], v[2], ref._id, v[3] if len(v) > 3 else None]
                 resolved.append([pos, v])
         fn = rec.fn
         blob = None

@@ -226,7 +226,7 @@ class TaskExecutor:
             arena = self.core.arena
             for pos, v in resolved:
                 if v[0] == P.VALUE_SHM:
-                    val = arena.read(v[3])
+                    val = arena.read(v[3], v[4] if len(v) > 4 else None)
                 else:
                     val = serialization.loads(v[1])
                 if type(pos) is int:
@@ -303,7 +303,8 @@ def run_worker(opts: dict) -> None:
     core = core_worker.CoreWorker(
         mode="worker", worker_id=opts["worker_id"], node_sock=ctl, arena_fd=opts["arena_fd"],
         token=opts["token"], listen_sock=listener, address=opts["address"],
-        node_info={"node_id": opts["node_id"], "session_dir": opts["session_dir"]})
+        node_info={"node_id": opts["node_id"], "session_dir": opts["session_dir"],
+                   "transfer_address": opts.get("transfer_address")})
     executor = TaskExecutor(core)
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued

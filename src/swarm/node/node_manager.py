@@ -87,7 +87,7 @@ class Worker:
 
 
 class StoredObject:
-    __slots__ = ("offset", "size", "owner", "primary", "pins", "spilled", "last_access")
+    __slots__ = ("offset", "size", "owner", "primary", "pins", "spilled", "last_access", "copy")
 
     def __init__(self, offset: int, size: int, owner: bytes) -> None:
         self.offset = offset
@@ -97,6 +97,7 @@ class StoredObject:
         self.pins = 0
         self.spilled: str | None = None      # path of its copy on disk while not in memory
         self.last_access = time.monotonic()
+        self.copy = False                    # pulled from another node: a cache, evicted first
 
 
 class NodeManager:
@@ -179,6 +180,9 @@ class NodeManager:
         else:
             self._connect_head()
         gc.freeze()
+        self.transfer_address: str | None = None
+        if self.tcp_address is not None:
+            self._start_object_server()
         for _ in range(self.num_cpus):
             self.scheduler.starting += 1
             self._start_worker()
@@ -310,6 +314,11 @@ class NodeManager:
         self.teardown()
 
     def teardown(self) -> None:
+        if getattr(self, "object_server_pid", None):
+            try:
+                os.kill(self.object_server_pid, signal.SIGKILL)
+            except OSError:
+                pass
         for w in list(self.workers.values()):
             try:
                 os.killpg(w.pid, signal.SIGKILL)
@@ -361,7 +370,7 @@ class NodeManager:
         opts = {"worker_id": worker_id, "address": address, "node_id": self.node_id,
                 "arena_fd": self.arena_fd, "ctl_fd": w_end.fileno(), "listen_fd": lsock.fileno(),
                 "token": self.token, "session_dir": self.session_dir,
-                "capacity": self.allocator.capacity}
+                "capacity": self.allocator.capacity, "transfer_address": self.transfer_address}
 
         def child_main() -> None:
             from swarm.core.worker_main import run_worker
@@ -428,6 +437,31 @@ class NodeManager:
         if w.actor_id is not None:
             return f"actor {self.actors.get(w.actor_id, {}).get('class_name', '?')}"
         return f"task {lease[0].fn_name}" if lease else "idle"
+
+    def _start_object_server(self) -> None:
+        ip = self.opts.get("node_ip") or "127.0.0.1"
+        lsock = connection.listen(f"tcp:{ip}:0")
+        self.transfer_address = f"tcp:{ip}:{lsock.getsockname()[1]}"
+        nm_end, child_end = process.socketpair()
+        out_fd = os.open(os.path.join(self.logs_dir, "object_server.log"),
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        opts = {"ctl_fd": child_end.fileno(), "listen_fd": lsock.fileno(), "arena_fd": self.arena_fd,
+                "token": self.token}
+
+        def child_main() -> None:
+            from swarm.node.object_server import run_object_server
+            run_object_server(opts)
+
+        pid = process.fork_worker(child_main, {self.arena_fd, child_end.fileno(), lsock.fileno()}, out_fd,
+                                  out_fd, os.getpid())
+        os.close(out_fd)
+        lsock.close()
+        child_end.close()
+        client = Client(nm_end)
+        client.pid = pid
+        self.clients[nm_end] = client
+        self.sel.register(nm_end, selectors.EVENT_READ, ("client", client))
+        self.object_server_pid = pid
 
     def _reap_idle_workers(self) -> None:
         idle = self.scheduler.idle_workers
@@ -710,6 +744,20 @@ class NodeManager:
             else:  # the owner is already gone: nobody can ever read it
                 self.allocator.free(offset)
             self._send(c, [P.PIN_REPLY, req_id, offset, size])
+        elif kind == P.SEAL_COPY:
+            _, req_id, oid, offset, size = msg
+            c.unsealed.discard(offset)
+            obj = self.objects.get(oid)
+            if obj is not None and obj.spilled is None:   # another reader pulled it first
+                self.allocator.free(offset)
+            else:
+                obj = StoredObject(offset, size, oid[:8])
+                obj.primary = False
+                obj.copy = True
+                self.objects[oid] = obj
+            obj.pins += 1
+            c.pins[oid] += 1
+            self._send(c, [P.PIN_REPLY, req_id, obj.offset, obj.size, ""])
         elif kind == P.PIN:
             obj = self.objects.get(msg[2])
             if obj is None:
@@ -982,6 +1030,8 @@ class NodeManager:
             self._maybe_free(oid, obj)
 
     def _maybe_free(self, oid: bytes, obj: StoredObject) -> None:
+        if obj.copy:
+            return   # a cached copy of another node's object: kept until room is needed
         if not obj.primary and obj.pins <= 0:
             del self.objects[oid]
             if obj.spilled is not None:
@@ -999,6 +1049,14 @@ class NodeManager:
         offset = self.allocator.alloc(size)
         if offset is not None or size > self.allocator.capacity:
             return offset
+        copies = sorted(((oid, o) for oid, o in self.objects.items() if o.copy and o.pins <= 0),
+                        key=lambda t: t[1].last_access)
+        for oid, o in copies:   # evict cached copies before spilling anything
+            del self.objects[oid]
+            self.allocator.free(o.offset)
+            offset = self.allocator.alloc(size)
+            if offset is not None:
+                return offset
         candidates = sorted((o for o in self.objects.values() if o.pins <= 0 and o.spilled is None),
                             key=lambda o: o.last_access)
         for obj in candidates:
@@ -1072,6 +1130,7 @@ class NodeManager:
                 "capacity": self.allocator.capacity, "num_workers": len(self.workers),
                 "demand": self.scheduler.demand(), "node_ip": self.opts.get("node_ip") or "127.0.0.1",
                 "tcp_address": self.tcp_address, "unix_address": self.address, "boot_id": boot_id(),
+                "transfer_address": self.transfer_address,
                 "head": self.opts.get("head", True), "actors": sum(1 for a in self.actors.values()
                                                                   if a.get("state") != "DEAD")}
 
