@@ -121,7 +121,8 @@ class ActorClass:
                 "detached": opts.get("lifetime") == "detached", "max_concurrency": max_conc,
                 "is_async": is_async, "shape": shape,
                 "max_restarts": opts.get("max_restarts", 0),
-                "max_task_retries": opts.get("max_task_retries", 0)}
+                "max_task_retries": opts.get("max_task_retries", 0),
+                "strategy": _strategy(opts.get("scheduling_strategy"))}
         from swarm.core import actor_submitter
         return actor_submitter.create_actor(worker, self._class_entry(worker), args, kwargs, info,
                                             bool(opts.get("get_if_exists")))
@@ -138,6 +139,13 @@ class _ActorClassOptions:
     def options(self, **options: Any) -> _ActorClassOptions:
         validate_options(options, ACTOR_OPTIONS, f"actor class {self._ac._name}")
         return _ActorClassOptions(self._ac, _merge(self._options, options))
+
+
+def _strategy(strategy: Any) -> dict | None:
+    if strategy is None:
+        return None
+    from swarm.util.scheduling_strategies import to_wire
+    return to_wire(strategy)
 
 
 def _check_lifetime(options: dict) -> None:

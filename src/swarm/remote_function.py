@@ -114,8 +114,12 @@ class RemoteFunction:
             retry = opts.get("retry_exceptions") or False
             if isinstance(retry, (list, tuple)):
                 retry = list(retry)
+            strategy = opts.get("scheduling_strategy")
+            if strategy is not None:
+                from swarm.util.scheduling_strategies import to_wire
+                strategy = to_wire(strategy)
             refs = core_worker.submit_task(worker, self._entry, args, kwargs, n, shape,
-                                           opts.get("max_retries", 3), retry)
+                                           opts.get("max_retries", 3), retry, strategy)
         if n == 1:
             return refs[0]
         return refs

@@ -802,7 +802,7 @@ def _find_top_level_refs(args: tuple, kwargs: dict) -> tuple[list, dict, list]:
 
 
 def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_returns: int, shape: dict,
-                max_retries: int, retry_exceptions: Any) -> list:
+                max_retries: int, retry_exceptions: Any, strategy: dict | None = None) -> list:
     """Serialize the arguments, register the task with the submitter, return its ObjectRefs."""
     from swarm.core.submitter import TaskRecord
     from swarm.object_ref import ObjectRef
@@ -812,6 +812,9 @@ def submit_task(core: CoreWorker, fn: Any, args: tuple, kwargs: dict, num_return
     blob, ref_args, keep = encode_args(core, args, kwargs)
     rec = TaskRecord(core.ids.task_id(), fn, blob, ref_args, keep, num_returns, shape, max_retries,
                      retry_exceptions)
+    if strategy is not None:
+        rec.strategy = strategy
+        rec.key = (rec.key, tuple(sorted(strategy.items())))
     address = core.address
     refs = [ObjectRef(rid, address, core, True) for rid in rec.return_ids]
     with core._lock:
