@@ -44,6 +44,8 @@ class Config:
     node_timeout_s: float = 5.0
     #: a node that lost the head keeps working and retries this long, then exits
     head_reconnect_s: float = 60.0
+    #: finished tasks remembered to rebuild their lost outputs (oldest forgotten first)
+    max_lineage_tasks: int = 100_000
     #: keep the session directory (logs) after shutdown
     keep_session_dir: bool = False
     #: where session directories live

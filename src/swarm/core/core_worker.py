@@ -409,6 +409,8 @@ class CoreWorker:
         if self.submitter.is_pending_return(oid):
             return  # freed when the task reports back
         self.owned.discard(oid)
+        if self.submitter.lineage:
+            self.submitter.forget_lineage(oid)
         if oid in self.owned_actors:
             self.owned_actors.discard(oid)
             self.actor_submitter.terminate(oid)

@@ -24,6 +24,7 @@ from swarm._config import CONFIG
 from swarm.core import ids, protocol as P, serialization
 from swarm.exceptions import (
     NodeDiedError,
+    ObjectLostError,
     OutOfMemoryError,
     SwarmError,
     TaskCancelledError,
@@ -126,6 +127,8 @@ class TaskSubmitter:
         self.leases: dict[bytes, Lease] = {}
         self.pending_returns: dict[bytes, Any] = {}
         self.dirty: list[KeyQueue] = []
+        # lineage: finished tasks whose outputs live in shared memory, to re-run if a copy is lost
+        self.lineage: collections.OrderedDict[bytes, TaskRecord] = collections.OrderedDict()
         self._req_ids = iter(range(1, 1 << 62))
 
     # -- submission -------------------------------------------------------------------------------
@@ -311,6 +314,8 @@ class TaskSubmitter:
             log.warning("%s", m[2])
         elif kind == P.NODE_DIED:
             self.on_node_died(m[1], m[2])
+            if len(m) > 3 and m[3]:
+                self.objects_lost(m[3])
 
     def on_task_done(self, conn: Connection, m: list) -> None:
         _, task_id, returns, exec_s, contained = m
@@ -350,14 +355,25 @@ class TaskSubmitter:
                 conn.send([P.RETURN_REFS_HELD, rec.task_id])
             except OSError:
                 pass
+        rebuildable = isinstance(rec, TaskRecord) and rec.retries_left != 0
+        keep_lineage = False
         for rid, value in zip(rec.return_ids, returns, strict=True):
             self.pending_returns.pop(rid, None)
+            if rebuildable and value[0] == P.VALUE_SHM and core.refs.get(rid):
+                self.lineage[rid] = rec
+                keep_lineage = True
             core.set_value(rid, value)
             if not core.refs.get(rid):
                 core._maybe_free(rid)
-        rec.keep = None
-        rec.ref_args = []
         rec.state = "finished"
+        if keep_lineage:   # its arguments stay alive too: a re-run needs them
+            while len(self.lineage) > CONFIG.max_lineage_tasks:
+                _, old = self.lineage.popitem(last=False)
+                old.keep = None
+                old.ref_args = []
+        else:
+            rec.keep = None
+            rec.ref_args = []
 
     def _after_done(self, kq: KeyQueue, lease: Lease) -> None:
         if not kq.ready and not lease.inflight:
@@ -499,6 +515,55 @@ class TaskSubmitter:
         """Cancel every task this process submitted that has not finished (recursive cancel)."""
         for rec in {id(r): r for r in self.pending_returns.values() if isinstance(r, TaskRecord)}.values():
             self.cancel(rec, False, True)
+
+    # -- lineage ----------------------------------------------------------------------------------
+    def forget_lineage(self, oid: bytes) -> None:
+        rec = self.lineage.pop(oid, None)
+        if rec is not None and not any(r in self.lineage for r in rec.return_ids):
+            rec.keep = None
+            rec.ref_args = []
+
+    def objects_lost(self, source: str) -> None:
+        """A node died with the primary copies of some of our objects: re-run the tasks that made them
+        (their own lost inputs first, by the same rule); objects from ``put`` are lost for good."""
+        core = self.core
+        lost = [oid for oid, v in core.values.items()
+                if oid in core.owned and v[0] == P.VALUE_SHM and len(v) > 3 and v[3] == source]
+        rerun: dict[bytes, TaskRecord] = {}
+        for oid in lost:
+            rec = self.lineage.get(oid)
+            if rec is None or rec.retries_left == 0:
+                what = "it was created with put()" if oid[16:] == b"\0\0\0\0" else \
+                    "its task has no retries left to rebuild it"
+                err = ObjectLostError(f"object {oid.hex()} was lost with its node and cannot be rebuilt: "
+                                      f"{what}")
+                core.values[oid] = [P.VALUE_ERROR, serialization.serialize(err).inband]
+                continue
+            del core.values[oid]
+            rerun[rec.task_id] = rec
+        for rec in rerun.values():
+            rec.retries_left -= 1
+            rec.deps_pending = 0
+            rec.lease = None
+            for rid in rec.return_ids:
+                self.lineage.pop(rid, None)
+                if rid in core.owned:
+                    core.values.pop(rid, None)
+                    self.pending_returns[rid] = rec
+            log.info("rebuilding the outputs of %s: they were lost with their node", rec.fn.name)
+            self.submit_again(rec)
+
+    def submit_again(self, rec: TaskRecord) -> None:
+        core = self.core
+        for _, ref in rec.ref_args:
+            oid = ref._id
+            if oid not in core.values:
+                rec.deps_pending += 1
+                core.add_waiter(oid, functools.partial(self._dep_ready, rec))
+                if oid not in core.owned:
+                    core.request_borrowed(oid)
+        if rec.deps_pending == 0:
+            self._enqueue(rec)
 
     # -- introspection ----------------------------------------------------------------------------
     def is_pending_return(self, oid: bytes) -> bool:

@@ -24,11 +24,12 @@ class NodeEntry:
     alive: bool = True
     last_seen: float = 0.0
     is_head: bool = False
+    transfer_address: str | None = None
 
     def public(self) -> dict:
         return {"node_id": self.node_id, "address": self.address, "total": self.total,
                 "available": self.available, "node_ip": self.node_ip, "alive": self.alive,
-                "is_head": self.is_head}
+                "is_head": self.is_head, "transfer_address": self.transfer_address}
 
 
 class NodeTable:

@@ -173,6 +173,9 @@ class NodeManager:
         signal.signal(signal.SIGTERM, lambda *_: self._stop("SIGTERM"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.sel.register(self.wake_r, selectors.EVENT_READ, ("wake", None))
+        self.transfer_address: str | None = None
+        if self.tcp_address is not None:
+            self._start_object_server()
         if self.is_head:
             self.node_table.register(cluster.NodeEntry(
                 self.node_id, self.tcp_address or self.address, self._total_public(),
@@ -180,9 +183,6 @@ class NodeManager:
         else:
             self._connect_head()
         gc.freeze()
-        self.transfer_address: str | None = None
-        if self.tcp_address is not None:
-            self._start_object_server()
         for _ in range(self.num_cpus):
             self.scheduler.starting += 1
             self._start_worker()
@@ -206,7 +206,7 @@ class NodeManager:
         self.head_link = client
         self.head_lost_since = None
         self._send(client, [P.REGISTER_NODE, self.node_id, self.tcp_address, self._total_public(),
-                            self.opts.get("node_ip") or "127.0.0.1"])
+                            self.opts.get("node_ip") or "127.0.0.1", self.transfer_address])
         return True
 
     def _cluster_tick(self) -> None:
@@ -232,9 +232,11 @@ class NodeManager:
     def _node_died(self, node_id: str, cause: str) -> None:
         """Head: tell everyone (node managers forward it to their drivers and workers)."""
         log.warning("node %s is dead: %s", node_id, cause)
+        entry = self.node_table.nodes.get(node_id)
+        transfer = entry.transfer_address if entry is not None else None
         for c in list(self.clients.values()):
             if c.node_id is not None or c.worker_id is not None:
-                self._send(c, [P.NODE_DIED, node_id, cause])
+                self._send(c, [P.NODE_DIED, node_id, cause, transfer])
         self.view = self.node_table.view()
         for actor_id, a in list(self.actors.items()):
             if a.get("node_id") == node_id and a.get("state") in ("ALIVE", "PENDING"):
@@ -831,9 +833,10 @@ class NodeManager:
     def _handle_cluster_message(self, c: Client, msg: list) -> None:
         kind = msg[0]
         if kind == P.REGISTER_NODE and self.is_head:
-            _, node_id, address, total, node_ip = msg
+            _, node_id, address, total, node_ip, transfer_address = msg
             c.node_id = node_id
-            self.node_table.register(cluster.NodeEntry(node_id, address, total, dict(total), node_ip))
+            self.node_table.register(cluster.NodeEntry(node_id, address, total, dict(total), node_ip,
+                                                       transfer_address=transfer_address))
             self.view = self.node_table.view()
             self._send(c, [P.NODE_VIEW, self.view])
             self._reroute_parked()
@@ -847,17 +850,18 @@ class NodeManager:
             self.view = msg[1]
             after = {n["node_id"] for n in self.view if n["alive"]}
             for node_id in before - after:
-                self._forward_node_died(node_id, "the head declared it dead")
+                gone = next((n for n in self.view if n["node_id"] == node_id), {})
+                self._forward_node_died(node_id, "the head declared it dead", gone.get("transfer_address"))
             self._reroute_parked()
         elif kind == P.NODE_DIED:
-            self._forward_node_died(msg[1], msg[2])
+            self._forward_node_died(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
         elif kind == P.NODE_REJECTED:
             self._stop(msg[1])
 
-    def _forward_node_died(self, node_id: str, cause: str) -> None:
+    def _forward_node_died(self, node_id: str, cause: str, transfer: str | None) -> None:
         for c in list(self.clients.values()):
             if c.worker_id is not None and not c.is_head_link:
-                self._send(c, [P.NODE_DIED, node_id, cause])
+                self._send(c, [P.NODE_DIED, node_id, cause, transfer])
 
     # -- actors -----------------------------------------------------------------------------------
     def _handle_actor_message(self, c: Client, msg: list) -> None:
