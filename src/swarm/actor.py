@@ -13,7 +13,7 @@ import hashlib
 import inspect
 from typing import Any, Callable
 
-from swarm.remote_function import _api, _merge, resource_shape, validate_options
+from swarm.remote_function import _api, _merge, placement_shape, resource_shape, validate_options
 
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_concurrency", "name", "namespace", "lifetime",
                  "get_if_exists", "max_restarts", "max_task_retries", "max_pending_calls", "memory",
@@ -116,6 +116,8 @@ class ActorClass:
             raise ValueError(f"max_concurrency must be a positive int, got {max_conc!r}")
         shape = resource_shape(opts) if opts.get("num_cpus") is not None else \
             resource_shape({**opts, "num_cpus": 0})
+        opts = dict(opts)
+        shape = placement_shape(shape, opts)
         info = {"class_name": self._name, "methods": self._methods, "name": opts.get("name"),
                 "namespace": opts.get("namespace") or getattr(worker, "namespace", "default"),
                 "detached": opts.get("lifetime") == "detached", "max_concurrency": max_conc,

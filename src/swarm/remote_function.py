@@ -61,6 +61,20 @@ def resource_shape(opts: dict) -> dict:
     return shape
 
 
+def placement_shape(shape: dict, opts: dict) -> dict:
+    """Route into a placement group's bundles when the options name one."""
+    strategy = opts.get("scheduling_strategy")
+    pg = opts.get("placement_group")
+    index = opts.get("placement_group_bundle_index", -1)
+    if strategy is not None and type(strategy).__name__ == "PlacementGroupSchedulingStrategy":
+        pg, index = strategy.placement_group, strategy.placement_group_bundle_index
+        opts["scheduling_strategy"] = None
+    if pg is None or pg == "default":
+        return shape
+    from swarm.util.placement_group import bundle_shape
+    return bundle_shape(shape, pg, index)
+
+
 class RemoteFunction:
     def __init__(self, fn: Callable, options: dict) -> None:
         validate_options(options, TASK_OPTIONS, f"remote function {fn.__qualname__}")
@@ -110,7 +124,7 @@ class RemoteFunction:
                 self._entry_session = worker
             shape = opts.get("_shape")
             if shape is None:
-                shape = opts["_shape"] = resource_shape(opts)
+                shape = opts["_shape"] = placement_shape(resource_shape(opts), opts)
             retry = opts.get("retry_exceptions") or False
             if isinstance(retry, (list, tuple)):
                 retry = list(retry)

@@ -262,12 +262,14 @@ class CoreWorker:
                 self.submitter.on_node_lost()
 
     # -- node manager requests --------------------------------------------------------------------
-    def nm_call(self, build: Callable[[int], list], timeout: float | None = None) -> list:
+    def nm_call(self, build: Callable[[int], list], timeout: float | None = None,
+                conn: connection.Connection | None = None) -> list:
+        """A request to our node manager (or, with ``conn``, another node's) and its reply."""
         req_id = next(self._req_ids)
         slot: list = [threading.Event(), None]
         self._nm_pending[req_id] = slot
         try:
-            self.node_conn.send(build(req_id))
+            (conn or self.node_conn).send(build(req_id))
             if not slot[0].wait(timeout or CONFIG.request_timeout_s):
                 raise SwarmError(f"the node manager did not answer within "
                                  f"{timeout or CONFIG.request_timeout_s:.0f} s")
@@ -278,7 +280,8 @@ class CoreWorker:
     def _on_node_messages(self, conn: connection.Connection, msgs: list) -> None:
         for m in msgs:
             kind = m[0]
-            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO, P.LIST_OBJECTS_REPLY):
+            if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO, P.LIST_OBJECTS_REPLY,
+                        P.BUNDLE_REPLY):
                 slot = self._nm_pending.get(m[1])
                 if slot is not None:
                     slot[1] = m
@@ -309,6 +312,11 @@ class CoreWorker:
                     if tasks is None:
                         tasks = []
                     tasks.append((conn, m))
+                elif kind == P.BUNDLE_REPLY:
+                    slot = self._nm_pending.get(m[1])
+                    if slot is not None:
+                        slot[1] = m
+                        slot[0].set()
                 elif kind in _NODE_MESSAGE_KINDS:
                     if kind in (P.LEASE_GRANTED, P.LEASE_FAILED) and self.actor_submitter.owns_request(m[1]):
                         self.actor_submitter.on_lease_reply(m, conn)
@@ -540,6 +548,22 @@ class CoreWorker:
             self._owner_gone(owner)
 
     # -- put / get / wait -------------------------------------------------------------------------
+    def pending_object(self) -> tuple[Any, Callable[[Any], None]]:
+        """A ref owned here whose value is set later by calling the returned function."""
+        from swarm.object_ref import ObjectRef
+
+        oid = self.ids.put_id()
+        with self._lock:
+            self.owned.add(oid)
+            self.refs[oid] = 1
+
+        def fulfil(value: Any) -> None:
+            data = serialization.serialize(value).inband
+            with self._lock:
+                if oid in self.owned:
+                    self.set_value(oid, [P.VALUE_INLINE, data])
+        return ObjectRef(oid, self.address, self, True), fulfil
+
     def put(self, value: Any) -> Any:
         from swarm.object_ref import ObjectRef
 

@@ -76,6 +76,9 @@ CLIENT_GONE = 57      # [kind, worker_id]                          node manager 
 FETCH_OBJECT = 58     # [kind, object_id]               reader -> another node's object server
 OBJECT_DATA = 59      # [kind, size | -1, message] then ``size`` raw bytes
 SEAL_COPY = 60        # [kind, req_id, object_id, offset, size]  a pulled copy, pinned for the sender
+RESERVE_BUNDLE = 61   # [kind, req_id, pg_id, index, shape]  -> PIN_REPLY-style [kind, req_id, ok, message]
+RELEASE_BUNDLES = 62  # [kind, pg_id]
+BUNDLE_REPLY = 63     # [kind, req_id, ok, message]
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

@@ -136,3 +136,37 @@ def route(shape: dict, strategy: dict | None, local_id: str, view: list[dict], h
         return Local()          # busy everywhere: wait here, where it fits
     node = feasible[0]
     return Spill(node["node_id"], node["address"])
+
+
+def plan_bundles(bundles: list[dict], strategy: str, view: list[dict], local_id: str) -> list[dict] | None:
+    """A node for each placement-group bundle (None: not possible right now)."""
+    alive = [dict(n, available=dict(n["available"])) for n in view if n["alive"]]
+    alive.sort(key=lambda n: (n["node_id"] != local_id, -n["available"].get("CPU", 0.0)))
+
+    def take(node: dict, shape: dict) -> None:
+        for k, v in shape.items():
+            node["available"][k] = node["available"].get(k, 0.0) - v
+
+    if strategy in ("PACK", "STRICT_PACK"):
+        total: dict[str, float] = {}
+        for b in bundles:
+            for k, v in b.items():
+                total[k] = total.get(k, 0.0) + v
+        for node in alive:
+            if _fits(total, node["available"]):
+                return [node] * len(bundles)
+        if strategy == "STRICT_PACK":
+            return None
+    plan: list[dict] = []
+    used: set[str] = set()
+    for b in bundles:
+        fresh = [n for n in alive if n["node_id"] not in used and _fits(b, n["available"])]
+        pool = fresh or ([] if strategy == "STRICT_SPREAD" else
+                         [n for n in alive if _fits(b, n["available"])])
+        if not pool:
+            return None
+        node = pool[0] if strategy in ("PACK",) else max(pool, key=lambda n: n["available"].get("CPU", 0.0))
+        take(node, b)
+        used.add(node["node_id"])
+        plan.append(node)
+    return plan

@@ -141,6 +141,7 @@ class NodeManager:
         self.head_link: Client | None = None
         self.head_lost_since: float | None = None
         self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
+        self.bundle_holders: dict[str, Client] = {}   # placement group -> who reserved it here
         self.spread_counter = 0
         self.actors: dict[bytes, dict] = {}
         self.actor_causes: dict[bytes, str] = {}   # what an actor said before it exited
@@ -189,7 +190,9 @@ class NodeManager:
 
     # -- cluster ------------------------------------------------------------------------------------
     def _total_public(self) -> dict:
-        return dict(self.total_resources)
+        total = dict(self.total_resources)
+        total.update({k: v for k, v in self.scheduler.total.items() if "_group_" in k})
+        return total
 
     def _connect_head(self) -> bool:
         try:
@@ -674,6 +677,9 @@ class NodeManager:
         if client.worker_id is not None:
             for oid in [o for o, obj in self.objects.items() if obj.owner == client.worker_id]:
                 self._release(oid)
+        for pg_id in [pg for pg, holder in self.bundle_holders.items() if holder is client]:
+            del self.bundle_holders[pg_id]   # placement groups die with their creator
+            self._apply(self.scheduler.release_bundles(pg_id))
         for wid in self.scheduler.client_gone(client):
             w = self.workers.get(wid)
             if w is not None and w.actor_id is not None:
@@ -821,6 +827,15 @@ class NodeManager:
         elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD, P.ACTOR_INFO,
                       P.ACTOR_EXITED, P.CLIENT_GONE):
             self._handle_actor_message(c, msg)
+        elif kind == P.RESERVE_BUNDLE:
+            _, req_id, pg_id, index, shape = msg
+            ok = self.scheduler.reserve_bundle(pg_id, index, shape)
+            if ok:
+                self.bundle_holders.setdefault(pg_id, c)
+            self._send(c, [P.BUNDLE_REPLY, req_id, ok, "" if ok else "does not fit right now"])
+        elif kind == P.RELEASE_BUNDLES:
+            self.bundle_holders.pop(msg[1], None)
+            self._apply(self.scheduler.release_bundles(msg[1]))
         elif kind == P.HELLO:   # a core worker of another node (it asks us for leases)
             if c.worker_id is None:
                 c.worker_id = msg[1]
@@ -1125,7 +1140,7 @@ class NodeManager:
         leases = [{"pid": self.workers[wid].pid, "shape": req.shape, "fn_name": req.fn_name,
                    "blocked": wid in self.scheduler.blocked, "actor": self.workers[wid].actor_id is not None}
                   for wid, (req, _) in self.scheduler.leases.items() if wid in self.workers]
-        return {"node_id": self.node_id, "address": self.address, "total": self.total_resources,
+        return {"node_id": self.node_id, "address": self.address, "total": self._total_public(),
                 "leases": leases, "nodes": self.view or [self._self_view()],
                 "object_store": {"capacity": self.allocator.capacity, "used": self.allocator.used,
                                  "objects": len(self.objects), "spilled_bytes": self.spilled_bytes,

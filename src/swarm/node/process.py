@@ -42,6 +42,33 @@ def _close_fds_except(keep: set[int]) -> None:
                 pass
 
 
+def _reset_logging() -> None:
+    """Forget the node manager's log handlers: their files are closed here and the descriptor numbers
+    will be reused by sockets. Worker logging goes to stderr (the node manager captures it)."""
+    import logging
+    import sys
+
+    for lg in [logging.getLogger()] + [v for v in logging.Logger.manager.loggerDict.values()
+                                        if isinstance(v, logging.Logger)]:
+        lg.handlers = []
+    logging.getLogger().setLevel(logging.WARNING)
+
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is at the time (the worker tags it with the task name)."""
+
+        @property  # type: ignore[override]
+        def stream(self) -> object:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value: object) -> None:
+            pass
+
+    handler = CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
 def fork_worker(child_main: Callable[[], None], keep_fds: set[int], stdout_fd: int, stderr_fd: int,
                 parent_pid: int) -> int:
     """Fork; in the child wire stdio, drop every other inherited fd and run ``child_main``."""
@@ -60,6 +87,7 @@ def fork_worker(child_main: Callable[[], None], keep_fds: set[int], stdout_fd: i
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.dup2(stdout_fd, 1)
         os.dup2(stderr_fd, 2)
+        _reset_logging()
         _close_fds_except(keep_fds | {0, 1, 2})
         child_main()
         code = 0

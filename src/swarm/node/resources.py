@@ -64,6 +64,7 @@ class LeaseScheduler:
         self.blocked: set[bytes] = set()
         self.starting = 0
         self.max_workers = max_workers
+        self.bundles: dict[str, list[tuple[int, dict[str, float]]]] = {}
 
     # -- events -----------------------------------------------------------------------------------
     def request(self, req: LeaseRequest) -> list:
@@ -200,6 +201,31 @@ class LeaseScheduler:
             self.starting += 1
             actions.append(StartWorker())
         return actions
+
+    def reserve_bundle(self, name_prefix: str, index: int, shape: dict[str, float]) -> bool:
+        """Set ``shape`` aside for a placement group bundle; tasks use it through the resources
+        ``<res>_group_<index>_<pg>`` and ``<res>_group_<pg>`` that only this node then has."""
+        if not self._fits(shape):
+            return False
+        for k, v in shape.items():
+            self.available[k] -= v
+            for name in (f"{k}_group_{index}_{name_prefix}", f"{k}_group_{name_prefix}"):
+                self.total[name] = self.total.get(name, 0.0) + v
+                self.available[name] = self.available.get(name, 0.0) + v
+        self.bundles.setdefault(name_prefix, []).append((index, shape))
+        return True
+
+    def release_bundles(self, name_prefix: str) -> list:
+        for index, shape in self.bundles.pop(name_prefix, []):
+            for k, v in shape.items():
+                self.available[k] = self.available.get(k, 0.0) + v
+                for name in (f"{k}_group_{index}_{name_prefix}", f"{k}_group_{name_prefix}"):
+                    self.total[name] = self.total.get(name, 0.0) - v
+                    self.available[name] = self.available.get(name, 0.0) - v
+                    if self.total[name] <= EPS:
+                        self.total.pop(name, None)
+                        self.available.pop(name, None)
+        return self._dispatch()
 
     def demand(self) -> list[dict[str, float]]:
         return [r.shape for r in self.queue]

@@ -16,10 +16,13 @@ class NodeAffinitySchedulingStrategy:
 
 
 class PlacementGroupSchedulingStrategy:
+    """Run in bundle ``placement_group_bundle_index`` of ``placement_group`` (-1: any of its bundles)."""
+
     def __init__(self, placement_group: Any, placement_group_bundle_index: int = -1,
                  placement_group_capture_child_tasks: bool | None = None) -> None:
-        raise NotImplementedError("placement groups are not supported yet; use custom resources "
-                                  "(init(resources=...) / swarm start --resources) or node affinity")
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
 
 
 def to_wire(strategy: Any) -> dict | None:
