@@ -15,9 +15,9 @@ import importlib
 import socket
 from typing import Any
 
+_PG = "swarm.util.placement_group"
 _LAZY = {"ActorPool": "swarm.util.actor_pool", "Queue": "swarm.util.queue", "Executor": "swarm.util.executor",
-         "placement_group": "swarm.util.placement_group", "remove_placement_group": "swarm.util.placement_group",
-         "PlacementGroup": "swarm.util.placement_group"}
+         "placement_group": _PG, "remove_placement_group": _PG, "PlacementGroup": _PG}
 
 
 def get_node_ip_address() -> str:
@@ -39,5 +39,5 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["ActorPool", "Queue", "Executor", "get_node_ip_address", "placement_group", "remove_placement_group",
-           "PlacementGroup"]
+__all__ = ["ActorPool", "Queue", "Executor", "get_node_ip_address", "placement_group",
+           "remove_placement_group", "PlacementGroup"]
