@@ -10,7 +10,6 @@ that process (``core/actor_submitter.py``) and run there in the order each calle
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Any, Callable
 
 from swarm.remote_function import _api, _merge, placement_shape, resource_shape, validate_options
@@ -51,6 +50,7 @@ def method(*args: Any, **kwargs: Any) -> Callable:
 
 
 def _method_table(cls: type) -> dict[str, dict]:
+    import inspect
     table = {}
     for name, member in inspect.getmembers(cls):
         if not callable(member) or (name.startswith("__") and name not in ("__call__",)):

@@ -6,7 +6,6 @@ worker inside tasks, or a ``LocalModeWorker`` with ``local_mode=True``.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import os
@@ -229,6 +228,9 @@ def _check_refs(refs: Any, what: str) -> tuple[list, bool]:
 
 
 def _warn_if_in_event_loop() -> None:
+    asyncio = sys.modules.get("asyncio")   # no running loop can exist before asyncio is imported
+    if asyncio is None:
+        return
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -8,9 +8,10 @@ process makes that process a borrower.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from typing import Any, Generator
+from typing import TYPE_CHECKING, Any, Generator
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 from swarm.core import serialization
 
@@ -71,6 +72,8 @@ class ObjectRef:
     # -- futures ------------------------------------------------------------------------------------
     def future(self) -> concurrent.futures.Future:
         """A ``concurrent.futures.Future`` that completes with the value (or the task's error)."""
+        import concurrent.futures  # imported on first use: keeps `import swarm` fast
+
         fut: concurrent.futures.Future = concurrent.futures.Future()
         worker = self._worker
         if worker is None:
@@ -80,6 +83,7 @@ class ObjectRef:
         return fut
 
     def __await__(self) -> Generator[Any, None, Any]:
+        import asyncio
         return asyncio.wrap_future(self.future()).__await__()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 from typing import Any, Callable
 
 from swarm.core import core_worker, serialization
@@ -159,7 +158,7 @@ def _merge(base: dict, options: dict) -> dict:
 
 
 def make_remote(target: Any, options: dict) -> Any:
-    if inspect.isclass(target):
+    if isinstance(target, type):
         from swarm.actor import ActorClass
         return ActorClass(target, options)
     if callable(target):
