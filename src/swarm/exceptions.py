@@ -136,6 +136,10 @@ class TaskUnschedulableError(SwarmError):
     """No node of the cluster could ever satisfy the task's resource request."""
 
 
+class DeadlockError(SwarmError):
+    """Actors wait on each other in a cycle (each blocked in ``get`` on a call to the next)."""
+
+
 class SerializationError(SwarmError, TypeError):
     """An argument or return value cannot be pickled; the message names the offending attribute."""
 

@@ -36,6 +36,7 @@ from swarm._config import CONFIG
 from swarm.core import connection, ids, protocol as P, serialization
 from swarm.core.shm import ArenaAccess
 from swarm.exceptions import (
+    DeadlockError,
     GetTimeoutError,
     ObjectLostError,
     ObjectStoreFullError,
@@ -175,6 +176,9 @@ class CoreWorker:
         self.actor_submitter = ActorSubmitter(self)
         self.owned_actors: set[bytes] = set()
         self.current_actor_id: bytes | None = None
+        self.deadlock: BaseException | None = None
+        self._blocking_waiter: Waiter | None = None
+        self._reported_wait = False
         self.on_tasks: Callable[[list], None] | None = None
         self.on_tasks_returned_request: Callable[[], None] | None = None
         self.on_return_refs_held: Callable[..., Any] | None = None
@@ -288,6 +292,11 @@ class CoreWorker:
                     slot[0].set()
             elif kind == P.LOG_LINES:
                 _print_worker_lines(m[1])
+            elif kind == P.DEADLOCK:
+                self.deadlock = DeadlockError(m[2])
+                waiter = self._blocking_waiter
+                if waiter is not None:
+                    waiter.event.set()
             else:
                 with self._lock:
                     if kind in (P.LEASE_GRANTED, P.LEASE_FAILED) and self.actor_submitter.owns_request(m[1]):
@@ -639,7 +648,8 @@ class CoreWorker:
     def _wait_for(self, waiter: Waiter, timeout: float | None, oids: list) -> None:
         if waiter.event.is_set():
             return
-        self._enter_blocked()
+        self._enter_blocked(oids)
+        self._blocking_waiter = waiter
         try:
             if timeout is None:
                 warned = False
@@ -656,7 +666,11 @@ class CoreWorker:
                 raise GetTimeoutError(
                     f"get() timed out after {timeout} s: {waiter.remaining} of {len(oids)} objects not "
                     f"ready ({self.describe_pending(oids)})")
+            if self.deadlock is not None and waiter.remaining > 0:
+                err, self.deadlock = self.deadlock, None
+                raise err
         finally:
+            self._blocking_waiter = None
             self._leave_blocked()
 
     def describe_pending(self, oids: list) -> str:
@@ -669,7 +683,7 @@ class CoreWorker:
             parts = [self.submitter.describe(oid, node) for oid in oids[:3] if oid not in self.values]
         return "; ".join(parts) or "nothing"
 
-    def _enter_blocked(self) -> None:
+    def _enter_blocked(self, oids: list | None = None) -> None:
         if self.mode != "worker" or not self.executing:
             return
         self.blocked_depth += 1
@@ -678,13 +692,36 @@ class CoreWorker:
                 self.on_tasks_returned_request()
             try:
                 self.node_conn.send([P.WORKER_BLOCKED])
+                if self.current_actor_id is not None and oids:
+                    awaited = self._awaited_actors(oids)
+                    if awaited:   # the head looks for cycles of actors waiting on each other
+                        self.node_conn.send([P.WAIT_EDGES, self.current_actor_id, self.worker_id, awaited])
+                        self._reported_wait = True
             except OSError:
                 pass
+
+    def _awaited_actors(self, oids: list) -> list:
+        from swarm.core.actor_submitter import ActorCallRecord
+        out = []
+        with self._lock:
+            for oid in oids:
+                rec = self.submitter.pending_returns.get(oid)
+                if isinstance(rec, ActorCallRecord):
+                    actor_id = self.actor_submitter._caller_of(rec)
+                    if actor_id is not None and actor_id not in out:
+                        out.append(actor_id)
+        return out
 
     def _leave_blocked(self) -> None:
         if self.mode != "worker" or not self.executing or self.blocked_depth == 0:
             return
         self.blocked_depth -= 1
+        if self.blocked_depth == 0 and self._reported_wait:
+            self._reported_wait = False
+            try:
+                self.node_conn.send([P.WAIT_EDGES, self.current_actor_id, self.worker_id, []])
+            except OSError:
+                pass
         if self.blocked_depth == 0:
             try:
                 self.node_conn.send([P.WORKER_UNBLOCKED])

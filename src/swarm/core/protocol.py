@@ -79,6 +79,8 @@ SEAL_COPY = 60        # [kind, req_id, object_id, offset, size]  a pulled copy, 
 RESERVE_BUNDLE = 61   # [kind, req_id, pg_id, index, shape]  -> PIN_REPLY-style [kind, req_id, ok, message]
 RELEASE_BUNDLES = 62  # [kind, pg_id]
 BUNDLE_REPLY = 63     # [kind, req_id, ok, message]
+WAIT_EDGES = 64       # [kind, actor_id, worker_id, [awaited actor ids]]   an actor blocked in get (head)
+DEADLOCK = 65         # [kind, worker_id, message]                  head -> the blocked actors' workers
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

@@ -142,6 +142,7 @@ class NodeManager:
         self.head_lost_since: float | None = None
         self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
         self.bundle_holders: dict[str, Client] = {}   # placement group -> who reserved it here
+        self.wait_edges: dict[bytes, tuple] = {}       # actor -> (worker, via node link, awaited actors)
         self.spread_counter = 0
         self.actors: dict[bytes, dict] = {}
         self.actor_causes: dict[bytes, str] = {}   # what an actor said before it exited
@@ -836,6 +837,8 @@ class NodeManager:
         elif kind == P.RELEASE_BUNDLES:
             self.bundle_holders.pop(msg[1], None)
             self._apply(self.scheduler.release_bundles(msg[1]))
+        elif kind in (P.WAIT_EDGES, P.DEADLOCK):
+            self._handle_wait_edges(c, msg)
         elif kind == P.HELLO:   # a core worker of another node (it asks us for leases)
             if c.worker_id is None:
                 c.worker_id = msg[1]
@@ -987,6 +990,60 @@ class NodeManager:
             self._actor_state_after_death(msg[1], msg[2], msg[3])
         elif kind == P.CLIENT_GONE:
             self.gone_owners.add(msg[1])
+
+    def _handle_wait_edges(self, c: Client, msg: list) -> None:
+        """Actors blocked in ``get`` on calls to other actors: a cycle can never finish, so every
+        actor in it is told (its ``get`` raises DeadlockError naming the cycle)."""
+        if msg[0] == P.DEADLOCK:   # from the head, for one of our workers
+            target = self.by_worker_id.get(msg[1])
+            if target is not None:
+                self._send(target, msg)
+            return
+        if not self.is_head:
+            if self.head_link is not None:
+                self._send(self.head_link, msg)
+            return
+        _, actor_id, worker_id, awaited = msg
+        if not awaited:
+            self.wait_edges.pop(actor_id, None)
+            return
+        self.wait_edges[actor_id] = (worker_id, c if c.node_id is not None else None, list(awaited))
+        cycle = self._find_cycle(actor_id)
+        if cycle is None:
+            return
+        names = [self.actors.get(a, {}).get("class_name", a.hex()[:12]) for a in cycle]
+        text = ("deadlock: these actors wait on each other in a cycle and none can ever finish: "
+                + " -> ".join(names + names[:1])
+                + "; make one of the calls without waiting (pass refs instead of get), or give the actors "
+                  "max_concurrency > 1")
+        log.warning(text)
+        for a in cycle:
+            wid, via, _ = self.wait_edges.pop(a)
+            if via is not None:
+                self._send(via, [P.DEADLOCK, wid, text])
+            else:
+                target = self.by_worker_id.get(wid)
+                if target is not None:
+                    self._send(target, [P.DEADLOCK, wid, text])
+
+    def _find_cycle(self, start: bytes) -> list | None:
+        path = [start]
+        seen = {start}
+
+        def walk(node: bytes) -> list | None:
+            for nxt in self.wait_edges.get(node, (None, None, []))[2]:
+                if nxt == start:
+                    return list(path)
+                if nxt in seen or nxt not in self.wait_edges:
+                    continue
+                seen.add(nxt)
+                path.append(nxt)
+                found = walk(nxt)
+                if found:
+                    return found
+                path.pop()
+            return None
+        return walk(start)
 
     def _bind_local_worker(self, actor_id: bytes, worker_id: bytes, info: dict) -> None:
         w = self.workers.get(worker_id)
