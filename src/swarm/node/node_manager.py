@@ -1011,7 +1011,8 @@ class NodeManager:
         cycle = self._find_cycle(actor_id)
         if cycle is None:
             return
-        names = [self.actors.get(a, {}).get("class_name", a.hex()[:12]) for a in cycle]
+        names = [f"{self.actors.get(a, {}).get('class_name', 'actor')}({a.hex()[:8]}…{a.hex()[-6:]})"
+                 for a in cycle]
         text = ("deadlock: these actors wait on each other in a cycle and none can ever finish: "
                 + " -> ".join(names + names[:1])
                 + "; make one of the calls without waiting (pass refs instead of get), or give the actors "
