@@ -60,7 +60,7 @@ def set_current(w: CoreWorker | None) -> None:
 
 
 _NODE_MESSAGE_KINDS = frozenset((P.LEASE_GRANTED, P.LEASE_FAILED, P.WORKER_DIED, P.LEASE_SPILLBACK,
-                                 P.LEASE_WARNING))
+                                 P.LEASE_WARNING, P.NODE_DIED))
 
 
 class Waiter:
@@ -158,7 +158,7 @@ class CoreWorker:
         self.requested: set[bytes] = set()
         self.waiters: dict[bytes, list] = {}
         self._decrefs: collections.deque[bytes] = collections.deque()
-        self.arena = ArenaAccess(arena_fd, self._pin, self._unpin)
+        self.arena = ArenaAccess(arena_fd, int(node_info.get("capacity") or 0), self._pin, self._unpin)
         self.conns_by_addr: dict[str, connection.Connection] = {}
         self._conn_lock = threading.Lock()
         self._all_conns: set[connection.Connection] = set()
@@ -333,6 +333,8 @@ class CoreWorker:
                         pass
                     else:
                         self.submitter.on_node_message(m, conn)
+                        if kind == P.NODE_DIED:
+                            self.actor_submitter.on_node_died(m[1], m[2])
                 elif kind == P.TASK_DONE:
                     if m[1] in self.actor_submitter.inflight:
                         self.actor_submitter.on_task_done(conn, m)
@@ -461,7 +463,6 @@ class CoreWorker:
     def _pull(self, oid: bytes, source: str) -> tuple[int, int]:
         """Copy an object from another node's store into ours, in chunks, straight into shared memory
         (a 1 GB object never needs 1 GB of heap here), and pin the copy."""
-        import mmap as _mmap
         try:
             sock = connection.connect(source, self.token)
         except (OSError, ConnectionError) as e:
@@ -476,18 +477,13 @@ class CoreWorker:
             if size < 0:
                 raise ObjectLostError(f"object {oid.hex()} is gone from the node that had it: {header[2]}")
             offset = self._alloc(size)
-            mm = _mmap.mmap(self.arena.fd, size, flags=_mmap.MAP_SHARED,
-                            prot=_mmap.PROT_READ | _mmap.PROT_WRITE, offset=offset)
-            try:
-                with memoryview(mm) as view:
-                    pos = 0
-                    while pos < size:
-                        got = sock.recv_into(view[pos:pos + (8 << 20)])
-                        if not got:
-                            raise ObjectLostError(f"the transfer of object {oid.hex()} from {source} was cut")
-                        pos += got
-            finally:
-                mm.close()
+            with self.arena.writable(offset, size) as view:
+                pos = 0
+                while pos < size:
+                    got = sock.recv_into(view[pos:pos + (8 << 20)])
+                    if not got:
+                        raise ObjectLostError(f"the transfer of object {oid.hex()} from {source} was cut")
+                    pos += got
             self.transfers_in += 1
             reply = self.nm_call(lambda r: [P.SEAL_COPY, r, oid, offset, size])
             return reply[2], reply[3]

@@ -1,14 +1,19 @@
 """Reading and writing objects in the node's shared-memory arena from a core worker.
 
+Each process maps the whole arena once (the memfd is sparse: the mapping costs address space, not
+memory), so pages a process has touched stay in its page tables: a task reading the same 100 MB
+argument as the previous task on that worker does not fault it in again.
+
 A reader first pins the object at the node manager (which also tells where it is now, restoring it
-from disk if it was spilled), then maps its pages read-only (``mmap`` of the arena fd at that
-offset): O(1) in the object's size. The mapping lives as long as any value built on it (numpy arrays
-keep their buffer's exporter alive); when the last one is gone the pin is dropped. So memory is never
-freed, spilled or reused under a live view, whoever the reader is (owner or borrower).
+from disk if it was spilled), then gets a read-only view of its bytes: O(1) in the object's size.
+The view is exported by a small per-object ctypes array; values built on it (numpy arrays keep
+their buffer's exporter alive) keep it alive, and when the last one is gone the pin is dropped. So
+memory is never freed, spilled or reused under a live view, whoever the reader is.
 """
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import threading
 import weakref
@@ -18,10 +23,12 @@ from swarm.core import serialization
 
 
 class ArenaAccess:
-    def __init__(self, arena_fd: int, pin: Callable[[bytes, str | None], tuple[int, int]],
+    def __init__(self, arena_fd: int, capacity: int, pin: Callable[[bytes, str | None], tuple[int, int]],
                  unpin: Callable[[bytes], None]) -> None:
         self.fd = arena_fd
-        self._maps: weakref.WeakValueDictionary[bytes, mmap.mmap] = weakref.WeakValueDictionary()
+        self.whole = mmap.mmap(arena_fd, max(capacity, mmap.PAGESIZE), flags=mmap.MAP_SHARED,
+                               prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._views: weakref.WeakValueDictionary[bytes, Any] = weakref.WeakValueDictionary()
         self._pin = pin
         self._unpin = unpin
         self._lock = threading.Lock()
@@ -30,23 +37,21 @@ class ArenaAccess:
         """The value, as views of shared memory; ``source``: the object server of the node that has it
         when that is another node (the bytes are pulled into this node's arena first)."""
         with self._lock:
-            mm = self._maps.get(object_id)
-            if mm is None:
+            exporter = self._views.get(object_id)
+            if exporter is None:
                 offset, size = self._pin(object_id, source)
                 try:
-                    mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=offset)
+                    exporter = (ctypes.c_char * size).from_buffer(self.whole, offset)
                 except BaseException:
                     self._unpin(object_id)
                     raise
-                self._maps[object_id] = mm
-                weakref.finalize(mm, self._unpin, object_id)
-        return serialization.loads_shm(memoryview(mm))
+                self._views[object_id] = exporter
+                weakref.finalize(exporter, self._unpin, object_id)
+        return serialization.loads_shm(memoryview(exporter).cast("B").toreadonly())
 
     def write(self, offset: int, s: serialization.Serialized, size: int) -> None:
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        mm = mmap.mmap(self.fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
-        try:
-            with memoryview(mm) as mv:
-                s.write_to(mv)
-        finally:
-            mm.close()
+        with memoryview(self.whole) as whole, whole[offset:offset + size] as mv:
+            s.write_to(mv)
+
+    def writable(self, offset: int, size: int) -> memoryview:
+        return memoryview(self.whole)[offset:offset + size]

@@ -304,7 +304,7 @@ def run_worker(opts: dict) -> None:
         mode="worker", worker_id=opts["worker_id"], node_sock=ctl, arena_fd=opts["arena_fd"],
         token=opts["token"], listen_sock=listener, address=opts["address"],
         node_info={"node_id": opts["node_id"], "session_dir": opts["session_dir"],
-                   "transfer_address": opts.get("transfer_address")})
+                   "transfer_address": opts.get("transfer_address"), "capacity": opts["capacity"]})
     executor = TaskExecutor(core)
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued
