@@ -451,9 +451,14 @@ def create_actor(core: CoreWorker, entry: FunctionEntry, args: tuple, kwargs: di
     from swarm.core.core_worker import encode_args
 
     actor_id = core.ids.put_id()
-    # registered before the handle exists anywhere, so any holder can look it up (and wait for it)
+    # registered before the handle exists anywhere, so any holder can look it up (and wait for it);
+    # only a name needs the answer (is it taken?) before we go on
     wire = dict(info, owner=core.address, actor_id=actor_id, owner_id=core.worker_id)
-    existing = core.nm_call(lambda r: [P.REGISTER_ACTOR, r, actor_id, wire])[2]
+    if not info.get("name"):
+        core.node_conn.send([P.REGISTER_ACTOR, 0, actor_id, wire])
+        existing = None
+    else:
+        existing = core.nm_call(lambda r: [P.REGISTER_ACTOR, r, actor_id, wire])[2]
     if existing is not None:
         if get_if_exists:
             return ActorHandle(existing["actor_id"], existing, existing["owner"], core)

@@ -927,8 +927,10 @@ class NodeManager:
                     self._send(c, [P.ACTOR_INFO, req_id, existing])
                     return
                 self.actor_names[key] = actor_id
-            self.actors[actor_id] = dict(info, state="PENDING", owner_id=info.get("owner_id"))
-            self._send(c, [P.ACTOR_INFO, req_id, None])
+            if actor_id not in self.actors:   # (a bind that overtook this message already made it)
+                self.actors[actor_id] = dict(info, state="PENDING", owner_id=info.get("owner_id"))
+            if req_id:
+                self._send(c, [P.ACTOR_INFO, req_id, None])
         elif kind == P.ACTOR_BIND:
             _, actor_id, worker_id, info = msg
             a = self.actors.setdefault(actor_id, dict(info))
