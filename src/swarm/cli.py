@@ -21,7 +21,14 @@ def _start(ns: argparse.Namespace) -> int:
     existing = [n for n in discovery.live_nodes() if n.get("head")]
     head_address = None
     if ns.address:
-        head_address, token = discovery.resolve(ns.address, ns.token_file)
+        from swarm.core import connection
+        from swarm.exceptions import SwarmError
+        try:
+            head_address, token = discovery.resolve(ns.address, ns.token_file)
+            connection.connect(head_address, token.encode()).close()   # fail here, with a clear error
+        except (ConnectionError, OSError, ValueError, SwarmError) as e:
+            print(f"swarm start: cannot join {ns.address}: {e}", file=sys.stderr)
+            return 1
         token_file = ns.token_file or os.environ.get("SWARM_TOKEN_FILE") or next(
             (n.get("token_file") for n in existing if n.get("tcp_address") == head_address), None)
     elif existing:
@@ -120,18 +127,32 @@ def _query(address: str, token_file: str | None, msg_kind: int) -> dict:
 
 def _status(ns: argparse.Namespace) -> int:
     from swarm.core import protocol
+    from swarm.exceptions import SwarmError
     try:
         info = _query(ns.address, ns.token_file, protocol.CLUSTER_INFO)
-    except (ConnectionError, OSError) as e:
+    except (ConnectionError, OSError, SwarmError) as e:
         print(f"swarm status: {e}", file=sys.stderr)
         return 1
-    total, avail = info["total"], info["available"]
-    print(f"node {info['node_id']} at {(info.get('tcp_address') or info['address'])}  (head)")
-    for k in sorted(total):
-        if k == "object_store_memory":
-            continue
-        used = total[k] - avail.get(k, 0.0)
-        print(f"  {k:>8}: {used:g}/{total[k]:g} used")
+    nodes = info.get("nodes") or [dict(info, alive=True, is_head=True)]
+    alive = [n for n in nodes if n.get("alive", True)]
+    print(f"swarm cluster: {len(alive)} node(s) alive" + (f", {len(nodes) - len(alive)} dead" if
+                                                         len(alive) < len(nodes) else ""))
+    totals: dict[str, list[float]] = {}
+    for n in alive:
+        for k, v in n["total"].items():
+            if k == "object_store_memory" or "_group_" in k:
+                continue
+            t = totals.setdefault(k, [0.0, 0.0])
+            t[0] += v - n["available"].get(k, 0.0)
+            t[1] += v
+    for k in sorted(totals):
+        print(f"  {k:>10}: {totals[k][0]:g}/{totals[k][1]:g} used")
+    for n in nodes:
+        role = "head" if n.get("is_head") else "node"
+        state = "alive" if n.get("alive", True) else "DEAD"
+        res = ", ".join(f"{v:g} {k}" for k, v in sorted(n["total"].items())
+                        if k != "object_store_memory" and "_group_" not in k)
+        print(f"  {role} {n['node_id']} {n.get('address', '')} [{state}]: {res}")
     store = info.get("object_store", {})
     if store:
         print(f"  object store: {store['used'] / 2**20:.1f}/{store['capacity'] / 2**20:.0f} MiB used, "
@@ -143,9 +164,10 @@ def _status(ns: argparse.Namespace) -> int:
 
 def _memory(ns: argparse.Namespace) -> int:
     from swarm.core import protocol
+    from swarm.exceptions import SwarmError
     try:
         objects = _query(ns.address, ns.token_file, protocol.LIST_OBJECTS)
-    except (ConnectionError, OSError) as e:
+    except (ConnectionError, OSError, SwarmError) as e:
         print(f"swarm memory: {e}", file=sys.stderr)
         return 1
     print(f"{'object id':42} {'size':>12} {'owner':18} {'pins':>5} state")

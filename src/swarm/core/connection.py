@@ -95,6 +95,39 @@ def client_handshake(sock: socket.socket, token: bytes) -> None:
     sock.settimeout(None)
 
 
+class ServerHandshake:
+    """The server side of the handshake without blocking: ``greeting()`` to send first, then feed what
+    arrives until ``done``; ``ok`` says whether the client proved it knows the token."""
+
+    def __init__(self, token: bytes) -> None:
+        self.token = token
+        self.nonce = os.urandom(32)
+        self.buf = b""
+        self.done = False
+        self.ok = False
+        self.reply = b""
+
+    def greeting(self) -> bytes:
+        return _HELLO.pack(MAGIC, protocol.PROTOCOL_VERSION, self.nonce)
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) < _PROOF.size:
+            return
+        self.done = True
+        magic, version, proof, client_nonce = _PROOF.unpack(self.buf[:_PROOF.size])
+        if magic != MAGIC or version != protocol.PROTOCOL_VERSION:
+            log.warning("dropped a connection: bad greeting or protocol version %s (ours: %s)", version,
+                        protocol.PROTOCOL_VERSION)
+        elif not hmac.compare_digest(proof, _mac(self.token, self.nonce)):
+            log.warning("dropped a connection that failed authentication (wrong cluster token)")
+        elif len(self.buf) > _PROOF.size:
+            log.warning("dropped a connection that sent data before authenticating")
+        else:
+            self.ok = True
+            self.reply = _mac(self.token, client_nonce)
+
+
 def server_handshake(sock: socket.socket, token: bytes) -> bool:
     """True when the client proved it knows the token. On failure the caller closes the socket."""
     sock.settimeout(HANDSHAKE_TIMEOUT_S)

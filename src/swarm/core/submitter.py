@@ -102,7 +102,7 @@ class Lease:
 
 
 class KeyQueue:
-    __slots__ = ("shape", "ready", "leases", "pending_requests", "exec_ema", "strategy")
+    __slots__ = ("shape", "ready", "leases", "pending_requests", "strategy", "remote_requests")
 
     def __init__(self, shape: dict, strategy: dict | None = None) -> None:
         self.shape = shape
@@ -110,13 +110,15 @@ class KeyQueue:
         self.ready: collections.deque[TaskRecord] = collections.deque()
         self.leases: dict[bytes, Lease] = {}
         self.pending_requests: set[int] = set()
-        self.exec_ema: float | None = None
+        self.remote_requests: dict[int, Any] = {}   # sent on to another node: req id -> its connection
 
-    def depth(self) -> int:
-        if self.exec_ema is None:  # unknown length: never queue a task behind one that may be long
-            return 1
-        d = CONFIG.pipeline_target_s / max(self.exec_ema, 1e-6)
-        return max(1, min(CONFIG.pipeline_max_depth, int(d)))
+
+def pipeline_depth(exec_ema: float | None) -> int:
+    """How many tasks of a function to queue on one worker: enough to cover a round trip."""
+    if exec_ema is None:  # unknown length: never queue a task behind one that may be long
+        return 1
+    d = CONFIG.pipeline_target_s / max(exec_ema, 1e-6)
+    return max(1, min(CONFIG.pipeline_max_depth, int(d)))
 
 
 class TaskSubmitter:
@@ -127,6 +129,7 @@ class TaskSubmitter:
         self.leases: dict[bytes, Lease] = {}
         self.pending_returns: dict[bytes, Any] = {}
         self.dirty: list[KeyQueue] = []
+        self.exec_ema: dict[bytes, float] = {}
         # lineage: finished tasks whose outputs live in shared memory, to re-run if a copy is lost
         self.lineage: collections.OrderedDict[bytes, TaskRecord] = collections.OrderedDict()
         self._req_ids = iter(range(1, 1 << 62))
@@ -173,7 +176,7 @@ class TaskSubmitter:
     def pump(self, kq: KeyQueue, max_depth: int | None = None) -> None:
         ready = kq.ready
         if ready and kq.leases:
-            depth = kq.depth()
+            depth = pipeline_depth(self.exec_ema.get(ready[0].fn.fn_id))
             if max_depth is not None and max_depth < depth:
                 depth = max_depth
             while ready:
@@ -199,7 +202,8 @@ class TaskSubmitter:
                     except OSError:
                         pass  # the worker died: WORKER_DIED from the node manager retries these
         if ready:
-            want = min(math.ceil(len(ready) / kq.depth()), MAX_PENDING_LEASE_REQUESTS)
+            want = min(math.ceil(len(ready) / pipeline_depth(self.exec_ema.get(ready[0].fn.fn_id))),
+                       MAX_PENDING_LEASE_REQUESTS)
             for _ in range(want - len(kq.pending_requests)):
                 self._request_lease(kq, ready[0].fn.name)
         elif kq.pending_requests:
@@ -253,6 +257,7 @@ class TaskSubmitter:
         try:
             conn = self.core.get_conn(address)
             conn.send([P.REQUEST_LEASE, req_id, kq.shape, "", kq.strategy, 1, self.core.worker_id])
+            kq.remote_requests[req_id] = conn
         except (OSError, ConnectionError, SwarmError) as e:
             log.warning("cannot reach node %s for a lease: %s; asking our node again", address, e)
             self._send_node([P.REQUEST_LEASE, req_id, kq.shape, "", kq.strategy, 1, self.core.worker_id])
@@ -282,6 +287,7 @@ class TaskSubmitter:
             kq = self.lease_requests.pop(req_id, None)
             if kq is not None:
                 kq.pending_requests.discard(req_id)
+                kq.remote_requests.pop(req_id, None)
             if kq is None or not kq.ready:
                 self._return_lease(worker_id, nm_conn)
                 return
@@ -332,7 +338,10 @@ class TaskSubmitter:
             return
         lease.blocked = False
         kq = self.queues[lease.key]
-        kq.exec_ema = exec_s if kq.exec_ema is None else 0.8 * kq.exec_ema + 0.2 * exec_s
+        # per function, not per resource shape: a slow function must not inherit a fast one's depth
+        fn_id = rec.fn.fn_id
+        ema = self.exec_ema.get(fn_id)
+        self.exec_ema[fn_id] = exec_s if ema is None else 0.8 * ema + 0.2 * exec_s
         if kq.ready and kq not in self.dirty:
             self.dirty.append(kq)
         if returns and returns[0][0] == P.VALUE_ERROR and rec.retry_exceptions and rec.retries_left != 0:
@@ -439,7 +448,19 @@ class TaskSubmitter:
             self.pump(kq)
 
     def on_conn_closed(self, conn: Connection) -> None:
-        pass  # a leased worker's death is reported by the node manager, with its cause
+        """A leased worker's death is reported by the node manager, with its cause; but lease requests
+        waiting at a node whose manager went away will never be answered: ask again."""
+        self._drop_remote_requests(lambda c: c is conn)
+
+    def _drop_remote_requests(self, gone: Any) -> None:
+        for kq in self.queues.values():
+            lost = [r for r, c in kq.remote_requests.items() if gone(c)]
+            for req_id in lost:
+                del kq.remote_requests[req_id]
+                kq.pending_requests.discard(req_id)
+                self.lease_requests.pop(req_id, None)
+            if lost and kq.ready:
+                self.pump(kq)
 
     def on_node_lost(self) -> None:
         err = SwarmError("the node manager is gone: the cluster was shut down or crashed")
@@ -464,7 +485,9 @@ class TaskSubmitter:
                 self._return_lease(worker_id, lease.nm_conn)
 
     def on_node_died(self, node_id: str, cause: str) -> None:
-        """Leases on a dead node: their tasks run again elsewhere (within their retries)."""
+        """Leases on a dead node: their tasks run again elsewhere (within their retries); lease requests
+        sent on to other nodes are asked again (the dead one's would never be answered)."""
+        self._drop_remote_requests(lambda c: True)
         for worker_id, lease in list(self.leases.items()):
             if lease.node_id == node_id:
                 self._on_worker_died(worker_id, {"text": f"died with its node {node_id} ({cause})",

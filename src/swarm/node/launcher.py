@@ -26,6 +26,7 @@ def new_session_dir() -> str:
     _remove_stale_sessions(base)
     path = os.path.join(base, f"session_{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}_"
                               f"{os.urandom(3).hex()}")
+    os.makedirs(path, mode=0o700)
     os.makedirs(os.path.join(path, "logs"), mode=0o700)
     return path
 
@@ -66,6 +67,7 @@ def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
     if not line.startswith(b"READY"):
         proc.kill()
         proc.wait()
+        import shutil
         log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")
         detail = ""
         try:
@@ -73,6 +75,7 @@ def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
                 detail = f.read()[-2000:]
         except OSError:
             pass
+        shutil.rmtree(opts["session_dir"], ignore_errors=True)
         raise RuntimeError(f"the swarm node manager failed to start (exit code {proc.returncode})"
                            + (f":\n{detail}" if detail else ""))
     with open(os.path.join(opts["session_dir"], "node_manager.pid"), "w") as f:

@@ -142,6 +142,7 @@ class NodeManager:
         self.head_lost_since: float | None = None
         self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
         self.bundle_holders: dict[str, Client] = {}   # placement group -> who reserved it here
+        self.handshakes: dict[socket.socket, tuple] = {}   # connections still proving the token
         self.wait_edges: dict[bytes, tuple] = {}       # actor -> (worker, via node link, awaited actors)
         self.spread_counter = 0
         self.actors: dict[bytes, dict] = {}
@@ -300,6 +301,8 @@ class NodeManager:
                         self._on_pipe(key.fd)
                     elif what == "accept":
                         self._accept(obj)
+                    elif what == "handshake":
+                        self._on_handshake_readable(obj)
                     elif what == "wake":
                         self._on_wake()
                 except Exception:
@@ -313,6 +316,7 @@ class NodeManager:
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.opts.get("heartbeat_s", CONFIG.heartbeat_s)
                 self._reap_idle_workers()
+                self._expire_handshakes()
                 try:
                     self._cluster_tick()
                 except Exception:
@@ -611,15 +615,53 @@ class NodeManager:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            sock.setblocking(True)
             if sock.family == socket.AF_INET:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if not connection.server_handshake(sock, self.token):
+            # the handshake runs in this loop without blocking it: a silent peer cannot stall the node
+            hs = connection.ServerHandshake(self.token)
+            try:
+                sock.setblocking(False)
+                sock.send(hs.greeting())
+            except OSError:
                 sock.close()
                 continue
-            client = Client(sock)
-            self.clients[sock] = client
-            self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+            self.handshakes[sock] = (hs, time.monotonic())
+            self.sel.register(sock, selectors.EVENT_READ, ("handshake", sock))
+
+    def _on_handshake_readable(self, sock: socket.socket) -> None:
+        hs, _ = self.handshakes[sock]
+        try:
+            data = sock.recv(256)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            hs.feed(data)
+        if data and not hs.done:
+            return
+        del self.handshakes[sock]
+        self.sel.unregister(sock)
+        if not (data and hs.ok):
+            sock.close()
+            return
+        try:
+            sock.setblocking(True)
+            sock.sendall(hs.reply)
+        except OSError:
+            sock.close()
+            return
+        client = Client(sock)
+        self.clients[sock] = client
+        self.sel.register(sock, selectors.EVENT_READ, ("client", client))
+
+    def _expire_handshakes(self) -> None:
+        now = time.monotonic()
+        for sock, (_, started) in list(self.handshakes.items()):
+            if now - started > connection.HANDSHAKE_TIMEOUT_S:
+                del self.handshakes[sock]
+                self.sel.unregister(sock)
+                sock.close()
 
     def _on_client_readable(self, client: Client) -> None:
         try:

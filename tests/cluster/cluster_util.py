@@ -1,0 +1,147 @@
+"""Helpers of the cluster tests: a 3-node cluster on loopback driven through the ``swarm`` CLI.
+
+``Cluster`` starts nodes with ``swarm start``, finds them through their node files, and keeps the
+pids of every process the cluster ever had so teardown can check that none is left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import swarm
+
+NODE_SPECS = {
+    "head": {"ip": "127.0.0.1", "num_cpus": 1, "resources": {}},
+    "b": {"ip": "127.0.0.2", "num_cpus": 2, "resources": {"b": 1}},
+    "c": {"ip": "127.0.0.3", "num_cpus": 2, "resources": {"c": 1}},
+}
+CLI = [sys.executable, "-m", "swarm.cli"]
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+@dataclasses.dataclass
+class Cluster:
+    temp_dir: Path
+    env: dict
+    head_port: int
+    nodes: dict = dataclasses.field(default_factory=dict)   # label -> node file contents
+    pids: set = dataclasses.field(default_factory=set)      # every process of the cluster ever seen
+
+    @property
+    def head_address(self) -> str:
+        return f"127.0.0.1:{self.head_port}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.temp_dir / "cluster_token"
+
+    def node_id(self, label: str) -> str:
+        return self.nodes[label]["node_id"]
+
+    def cli(self, *args: str, env: dict | None = None, timeout: float = 60,
+            check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run(CLI + list(args), env=env or self.env, capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"swarm {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n"
+                                 f"{proc.stderr}")
+        return proc
+
+    def node_files(self) -> dict[str, dict]:
+        out = {}
+        for p in (self.temp_dir / "nodes").glob("*.json"):
+            try:
+                info = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            out[info["node_id"]] = info
+        return out
+
+    def start_node(self, label: str) -> dict:
+        spec = NODE_SPECS[label]
+        before = set(self.node_files())
+        args = ["start", "--node-ip-address", spec["ip"], "--num-cpus", str(spec["num_cpus"])]
+        if spec["resources"]:
+            args += ["--resources", json.dumps(spec["resources"])]
+        if label == "head":
+            args += ["--head", "--port", str(self.head_port)]
+        else:
+            args += ["--address", self.head_address]
+        self.cli(*args)
+        new = [info for nid, info in self.node_files().items() if nid not in before]
+        assert len(new) == 1, f"swarm start wrote {len(new)} node files"
+        self.nodes[label] = new[0]
+        self.pids.add(new[0]["pid"])
+        return new[0]
+
+    def record_pids(self) -> set:
+        """Node managers of this cluster and all their descendants (workers, object servers, ...)."""
+        for info in self.node_files().values():
+            self.pids.add(info["pid"])
+            try:
+                self.pids.update(c.pid for c in psutil.Process(info["pid"]).children(recursive=True))
+            except psutil.Error:
+                pass
+        return self.pids
+
+    def descendants(self, label: str) -> set:
+        pid = self.nodes[label]["pid"]
+        try:
+            return {pid} | {c.pid for c in psutil.Process(pid).children(recursive=True)}
+        except psutil.Error:
+            return {pid}
+
+    def alive_node_ids(self) -> set:
+        return {n["NodeID"] for n in swarm.nodes() if n["Alive"]}
+
+    def attach(self) -> None:
+        if not swarm.is_initialized():
+            swarm.init(address=self.head_address)
+
+    def wait_alive(self, labels: list[str], timeout: float = 20.0) -> None:
+        want = {self.node_id(lb) for lb in labels}
+        wait_for(lambda: want <= self.alive_node_ids(), timeout, what=f"nodes {sorted(want)} alive")
+
+    def kill_node(self, label: str) -> set:
+        """SIGKILL a node's node manager; returns the pids of its process tree before the kill."""
+        tree = self.descendants(label)
+        self.pids.update(tree)
+        os.kill(self.nodes[label]["pid"], signal.SIGKILL)
+        return tree
+
+
