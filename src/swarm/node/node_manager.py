@@ -140,6 +140,7 @@ class NodeManager:
         self.view: list[dict] = []
         self.head_link: Client | None = None
         self.head_lost_since: float | None = None
+        self.head_heard = time.monotonic()
         self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
         self.bundle_holders: dict[str, Client] = {}   # placement group -> who reserved it here
         self.handshakes: dict[socket.socket, tuple] = {}   # connections still proving the token
@@ -198,7 +199,9 @@ class NodeManager:
 
     def _connect_head(self) -> bool:
         try:
-            sock = connection.connect(self.opts["head_address"], self.token)
+            # short while retrying: this loop also serves the node's own work meanwhile
+            sock = connection.connect(self.opts["head_address"], self.token,
+                                      timeout=10.0 if self.head_lost_since is None else 1.0)
         except (OSError, ConnectionError) as e:
             if self.head_lost_since is None:
                 raise
@@ -210,6 +213,7 @@ class NodeManager:
         self.sel.register(sock, selectors.EVENT_READ, ("client", client))
         self.head_link = client
         self.head_lost_since = None
+        self.head_heard = time.monotonic()
         self._send(client, [P.REGISTER_NODE, self.node_id, self.tcp_address, self._total_public(),
                             self.opts.get("node_ip") or "127.0.0.1", self.transfer_address])
         return True
@@ -226,7 +230,13 @@ class NodeManager:
             self.view = self.node_table.view()
             self._reroute_parked()
         elif self.head_link is not None:
-            self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail])
+            timeout = self.opts.get("node_timeout_s", CONFIG.node_timeout_s)
+            if time.monotonic() - self.head_heard > timeout:
+                # a cut network closes nothing: silence is how we learn that the head is gone
+                log.warning("the head has not answered for %.0f s", timeout)
+                self._drop_client(self.head_link)
+            else:
+                self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail])
         else:
             lost = time.monotonic() - (self.head_lost_since or time.monotonic())
             if lost > self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s):
@@ -894,6 +904,11 @@ class NodeManager:
         kind = msg[0]
         if kind == P.REGISTER_NODE and self.is_head:
             _, node_id, address, total, node_ip, transfer_address = msg
+            known = self.node_table.nodes.get(node_id)
+            if known is not None and not known.alive:   # its work was already redone elsewhere
+                self._send(c, [P.NODE_REJECTED, f"node {node_id} was declared dead; start it again to "
+                                                f"join as a new node"])
+                return
             c.node_id = node_id
             self.node_table.register(cluster.NodeEntry(node_id, address, total, dict(total), node_ip,
                                                        transfer_address=transfer_address))
@@ -906,6 +921,7 @@ class NodeManager:
             else:
                 self._send(c, [P.NODE_REJECTED, "the head declared this node dead; start it again to rejoin"])
         elif kind == P.NODE_VIEW:
+            self.head_heard = time.monotonic()
             before = {n["node_id"] for n in self.view if n["alive"]}
             self.view = msg[1]
             after = {n["node_id"] for n in self.view if n["alive"]}
