@@ -10,9 +10,15 @@ import swarm
 DEFAULT_CLUSTER = {"num_cpus": 2, "num_gpus": 1, "resources": {"custom": 1}}
 
 
+def _own_local_cluster() -> bool:
+    return swarm.is_initialized() and swarm.api._node_proc is not None
+
+
 @pytest.fixture
 def cluster():
     """The shared local cluster (started on first use)."""
+    if swarm.is_initialized() and not _own_local_cluster():
+        swarm.shutdown()   # attached to some other cluster (e.g. the multi-node tests'): not this one
     if not swarm.is_initialized():
         swarm.init(**DEFAULT_CLUSTER)
     yield

@@ -22,7 +22,7 @@ import swarm
 from swarm import _config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def swarm_cluster(tmp_path_factory: pytest.TempPathFactory):
     temp_dir = tmp_path_factory.mktemp("swarm_cluster")
     saved_env = {k: os.environ.get(k) for k in ("SWARM_TEMP_DIR", "SWARM_TOKEN", "SWARM_TOKEN_FILE",

@@ -59,7 +59,7 @@ class FunctionEntry:
 class TaskRecord:
     __slots__ = ("task_id", "fn", "args_blob", "ref_args", "keep", "num_returns", "return_ids", "key",
                  "shape", "retries_left", "retry_exceptions", "deps_pending", "lease", "state", "cancelled",
-                 "oom_retries_left", "strategy")
+                 "oom_retries_left", "strategy", "long")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, args_blob: bytes, ref_args: list, keep: Any,
                  num_returns: int, shape: dict, max_retries: int, retry_exceptions: Any) -> None:
@@ -79,12 +79,13 @@ class TaskRecord:
         self.lease: Lease | None = None
         self.state = "waiting for its arguments"
         self.cancelled = False
+        self.long = False       # sent while its function's run time was unknown or long
         self.oom_retries_left = CONFIG.task_oom_retries
 
 
 class Lease:
     __slots__ = ("worker_id", "address", "conn", "inflight", "idle_since", "gpu_ids", "key", "blocked",
-                 "sent_functions", "nm_conn", "node_id")
+                 "sent_functions", "nm_conn", "node_id", "long")
 
     def __init__(self, worker_id: bytes, address: str, conn: Connection, gpu_ids: list, key: tuple,
                  nm_conn: Any = None, node_address: str | None = None) -> None:
@@ -98,6 +99,7 @@ class Lease:
         self.gpu_ids = gpu_ids
         self.key = key
         self.blocked = False
+        self.long = 0                   # tasks in flight here that are (or may be) long
         self.sent_functions: set[bytes] = set()
 
 
@@ -175,15 +177,21 @@ class TaskSubmitter:
 
     def pump(self, kq: KeyQueue, max_depth: int | None = None) -> None:
         ready = kq.ready
+        ema = self.exec_ema
+        target = CONFIG.pipeline_target_s
         if ready and kq.leases:
-            depth = pipeline_depth(self.exec_ema.get(ready[0].fn.fn_id))
-            if max_depth is not None and max_depth < depth:
-                depth = max_depth
             while ready:
+                head = ema.get(ready[0].fn.fn_id)
+                depth = pipeline_depth(head)
+                if max_depth is not None and max_depth < depth:
+                    depth = max_depth
                 best = None
                 for lease in kq.leases.values():
-                    if not lease.blocked and len(lease.inflight) < depth and (
-                            best is None or len(lease.inflight) < len(best.inflight)):
+                    # nothing queues behind a task that is (or may be) long: it would wait for nothing
+                    if lease.blocked or (lease.long and lease.inflight):
+                        continue
+                    n = len(lease.inflight)
+                    if n < depth and (best is None or n < len(best.inflight)):
                         best = lease
                 if best is None:
                     break
@@ -195,6 +203,11 @@ class TaskSubmitter:
                     if msg is not None:
                         msgs.append(msg)
                         room -= 1
+                        length = ema.get(rec.fn.fn_id)
+                        if length is None or length > target:
+                            rec.long = True
+                            best.long += 1
+                            break   # a long one goes last on this worker
                 if msgs:
                     best.idle_since = None
                     try:
@@ -336,6 +349,9 @@ class TaskSubmitter:
                     break
         if rec is None or lease is None:
             return
+        if rec.long:
+            rec.long = False
+            lease.long -= 1
         lease.blocked = False
         kq = self.queues[lease.key]
         # per function, not per resource shape: a slow function must not inherit a fast one's depth
@@ -412,6 +428,9 @@ class TaskSubmitter:
         for tid in reversed(task_ids):
             rec = lease.inflight.pop(tid, None)
             if rec is not None:
+                if rec.long:
+                    rec.long = False
+                    lease.long -= 1
                 rec.lease = None
                 kq.ready.appendleft(rec)
         self.pump(kq)
@@ -426,6 +445,7 @@ class TaskSubmitter:
         lease.conn.close()
         for rec in list(lease.inflight.values()):
             rec.lease = None
+            rec.long = False
             if rec.cancelled:
                 err = TaskCancelledError(f"task {rec.fn.name} was cancelled (its worker was killed)")
                 self._fail(rec, err)
@@ -568,6 +588,7 @@ class TaskSubmitter:
             rec.retries_left -= 1
             rec.deps_pending = 0
             rec.lease = None
+            rec.long = False
             for rid in rec.return_ids:
                 self.lineage.pop(rid, None)
                 if rid in core.owned:
