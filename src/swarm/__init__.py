@@ -30,9 +30,10 @@ from swarm.api import (
     wait,
 )
 from swarm.object_ref import ObjectRef
+from swarm.timeline import timeline
 
 __version__ = "0.1.0"
 
 __all__ = ["init", "shutdown", "is_initialized", "remote", "get", "wait", "put", "get_runtime_context",
            "cluster_resources", "available_resources", "nodes", "ObjectRef", "exceptions", "__version__",
-           "kill", "get_actor", "cancel", "method", "actor", "ActorClass", "ActorHandle"]
+           "kill", "get_actor", "cancel", "timeline", "method", "actor", "ActorClass", "ActorHandle"]

@@ -46,6 +46,8 @@ class Config:
     head_reconnect_s: float = 60.0
     #: finished tasks remembered to rebuild their lost outputs (oldest forgotten first)
     max_lineage_tasks: int = 100_000
+    #: finished tasks each process remembers for the state API and the timeline
+    task_events_max: int = 100_000
     #: keep the session directory (logs) after shutdown
     keep_session_dir: bool = False
     #: where session directories live

@@ -596,7 +596,7 @@ def bench_pool_map_small(cfg: Config) -> Result:
         with ctx.Pool(procs) as std_pool:
             run(std_pool)
             std_start = time.perf_counter() - t0
-            for _ in range(cfg.pick(7, 3)):  # alternated, so both see the same machine
+            for _ in range(cfg.pick(21, 7)):  # alternated, so both see the same machine
                 ours.append(run(pool))
                 stdlib.append(run(std_pool))
     a, b = statistics.median(ours), statistics.median(stdlib)

@@ -130,7 +130,8 @@ class ActorHost:
                 if inspect.isawaitable(result):
                     result = await result
                 returns = self.ex._store_returns(task_id, name, result, num_returns, contained)
-                reply = [P.TASK_DONE, task_id, returns, time.perf_counter() - t0, contained]
+                reply = [P.TASK_DONE, task_id, returns, time.perf_counter() - t0, contained,
+                         time.time() - (time.perf_counter() - t0), self.ex.where]
             except SystemExit as e:
                 self._exit_after_call(conn, task_id, num_returns, e)
                 return

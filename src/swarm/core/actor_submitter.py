@@ -380,6 +380,7 @@ class ActorSubmitter:
         rec = c.inflight.pop(task_id, None)
         if rec is not None:
             self.core.submitter.store_returns(rec, m[2], m[4], conn)
+            self.core.record_event(rec, m, actor_id=c.actor_id)
 
     def on_conn_closed(self, conn: Connection) -> None:
         # the owner learns of its actors' deaths from the node manager (WORKER_DIED), with the cause

@@ -166,6 +166,7 @@ class CoreWorker:
         self._req_ids = itertools.count(1)
         self.node_conn = connection.Connection(node_sock, "node")
         self.transfers_in = 0
+        self.task_events: collections.deque = collections.deque(maxlen=CONFIG.task_events_max)
         self.listen_sock = listen_sock
         self.current_task_id: bytes | None = None
         self.current_task_name: str | None = None
@@ -803,6 +804,49 @@ class CoreWorker:
                 self.actor_submitter.cancel(rec)
             else:
                 self.submitter.cancel(rec, force, recursive)
+
+    # -- task events (state API, timeline) ---------------------------------------------------------
+    def record_event(self, rec: Any, done: list, actor_id: bytes | None = None) -> None:
+        """Under the lock: remember a finished task or actor call (a bounded ring; oldest go first)."""
+        returns = done[2]
+        failed = bool(returns) and returns[0][0] == P.VALUE_ERROR
+        where = done[6] if len(done) > 6 else [None, None, None]
+        self.task_events.append((rec.task_id, rec.fn.name, "FAILED" if failed else "FINISHED",
+                                 done[5] if len(done) > 5 else None, done[3], where[0], where[1], where[2],
+                                 actor_id, returns[0][1] if failed else None))
+
+    def task_rows(self, limit: int) -> list[dict]:
+        """Running and queued tasks this process submitted, then the finished ones, newest first."""
+        from swarm.core.actor_submitter import ActorCallRecord
+        rows: list[dict] = []
+        with self._lock:
+            seen = set()
+            for rec in self.submitter.pending_returns.values():
+                if id(rec) in seen:
+                    continue
+                seen.add(id(rec))
+                state = "RUNNING" if getattr(rec, "lease", None) is not None or \
+                    rec.state == "sent to the actor" else "PENDING"
+                rows.append({"task_id": rec.task_id.hex(), "name": rec.fn.name, "state": state,
+                             "detail": rec.state if isinstance(rec.state, str) else "",
+                             "type": "ACTOR_TASK" if isinstance(rec, ActorCallRecord) else "NORMAL_TASK"})
+                if len(rows) >= limit:
+                    return rows
+            for ev in reversed(self.task_events):
+                task_id, name, state, start, dur, pid, node, worker, actor, err = ev
+                row = {"task_id": task_id.hex(), "name": name, "state": state, "start_time": start,
+                       "duration_s": dur, "pid": pid, "node_id": node, "worker_id": worker,
+                       "actor_id": actor.hex() if actor else None,
+                       "type": "ACTOR_TASK" if actor else "NORMAL_TASK"}
+                if err is not None:
+                    try:
+                        row["error"] = str(serialization.loads(err))
+                    except Exception:
+                        row["error"] = "(the error could not be loaded)"
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+        return rows
 
     # -- periodic ---------------------------------------------------------------------------------
     def _tick(self) -> None:

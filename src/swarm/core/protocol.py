@@ -81,6 +81,7 @@ RELEASE_BUNDLES = 62  # [kind, pg_id]
 BUNDLE_REPLY = 63     # [kind, req_id, ok, message]
 WAIT_EDGES = 64       # [kind, actor_id, worker_id, [awaited actor ids]]   an actor blocked in get (head)
 DEADLOCK = 65         # [kind, worker_id, message]                  head -> the blocked actors' workers
+LIST_ACTORS = 66      # [kind, req_id] -> LIST_OBJECTS_REPLY [kind, req_id, [actor info, ...]] (head)
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

@@ -337,7 +337,7 @@ class TaskSubmitter:
                 self.objects_lost(m[3])
 
     def on_task_done(self, conn: Connection, m: list) -> None:
-        _, task_id, returns, exec_s, contained = m
+        task_id, returns, exec_s, contained = m[1], m[2], m[3], m[4]
         lease = self.leases.get(conn.peer_id) if conn.peer_id else None
         rec = None
         if lease is not None:
@@ -368,6 +368,7 @@ class TaskSubmitter:
                 self._after_done(kq, lease)
                 return
         self.store_returns(rec, returns, contained, conn)
+        self.core.record_event(rec, m)
         self._after_done(kq, lease)
 
     def store_returns(self, rec: Any, returns: list, contained: list, conn: Connection) -> None:

@@ -81,6 +81,7 @@ class TaskExecutor:
         self.oldest_reply = 0.0
         self.streams = (sys.stdout, sys.stderr)
         self.cancelled_ids: set[bytes] = set()
+        self.where = [os.getpid(), core.node_id, core.worker_id.hex()]
         self.cancel_requested: bytes | None = None
         from swarm.core.actor_host import ActorHost
         self.actors = ActorHost(self)
@@ -242,6 +243,7 @@ class TaskExecutor:
         core.current_task_id = task_id
         core.current_task_name = fn_name
         t0 = time.perf_counter()
+        started = time.time()
         contained: list = []
         core.executing = True
         try:
@@ -262,7 +264,7 @@ class TaskExecutor:
             core.executing = False
             core.current_task_id = None
         exec_s = time.perf_counter() - t0
-        return [P.TASK_DONE, task_id, returns, exec_s, contained]
+        return [P.TASK_DONE, task_id, returns, exec_s, contained, started, self.where]
 
     def _store_returns(self, task_id: bytes, fn_name: str, result: Any, num_returns: int,
                        contained: list) -> list:

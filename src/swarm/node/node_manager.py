@@ -870,6 +870,17 @@ class NodeManager:
             self._send(c, [P.CLUSTER_INFO_REPLY, 0, self._info()])
         elif kind == P.CLUSTER_INFO:
             self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
+        elif kind == P.LIST_ACTORS:
+            if self.is_head or self.head_link is None:
+                self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], list(self.actors.values())])
+            else:   # the directory is the head's: ask it on the caller's behalf
+                relay_id = next(self.relay_ids)
+                self.relays[relay_id] = (c, msg[1])
+                self._send(self.head_link, [P.LIST_ACTORS, relay_id])
+        elif kind == P.LIST_OBJECTS_REPLY and c.is_head_link:
+            asker = self.relays.pop(msg[1], None)
+            if asker is not None:
+                self._send(asker[0], [P.LIST_OBJECTS_REPLY, asker[1], msg[2]])
         elif kind == P.LIST_OBJECTS:
             owners = {cl.worker_id: cl.pid for cl in self.clients.values() if cl.worker_id is not None}
             objs = [{"object_id": oid.hex(), "size": o.size, "owner": o.owner.hex(),
