@@ -27,6 +27,10 @@ the min .. max range, the unit, and a note.
                        (same processes count, both pools warm, runs alternated);
                        note gives both throughputs and their ratio                  items/s
 
+Actor workloads (actor_sync, actor_async, actor_concurrent, async_actor, n_n_actor_calls,
+actor_create) are in ``swarm/bench_actors.py``; cluster workloads (cluster_tasks_async,
+transfer_gbps, node_failure_recovery_s: three nodes on loopback) in ``swarm/bench_cluster.py``.
+
 How: the in-process workloads share one local cluster (``swarm.init(num_cpus=...)``) started on
 first use; ``startup`` and ``idle_memory`` run fresh Python subprocesses (and the shared cluster
 is shut down while they run). Durations come from ``time.perf_counter`` (``time.monotonic``
@@ -629,6 +633,18 @@ WORKLOADS: dict[str, tuple[Callable[[Config], Result], bool]] = {
 FULL_SUITE_ONLY = {"tasks_million"}
 
 
+def _register_more() -> None:
+    """Actor and cluster workloads live in their own modules (bench_actors, bench_cluster)."""
+    if IMPL != "swarm":
+        return
+    from swarm import bench_actors, bench_cluster
+    for name, fn in bench_actors.WORKLOADS.items():
+        WORKLOADS[name] = (fn, True)
+    for name, fn in bench_cluster.WORKLOADS.items():
+        WORKLOADS[name] = (fn, False)   # each starts its own 3-node cluster
+
+
+
 def run_workload(name: str, cfg: Config, cluster: Cluster) -> Result:
     fn, in_cluster = WORKLOADS[name]
     t0 = time.perf_counter()
@@ -700,6 +716,7 @@ def write_json(path: str, cfg: Config, results: list[Result]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected workloads, print one line each; 0 if none failed, 1 otherwise."""
+    _register_more()
     args = parse_args(argv)
     try:
         names = select_workloads(args.only, args.quick)
