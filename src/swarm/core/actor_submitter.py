@@ -93,6 +93,7 @@ class ActorSubmitter:
         self.actor_leases: dict[bytes, bytes] = {}     # worker id -> actor id (actors we created)
         self.creations_by_actor: dict[bytes, Creation] = {}   # kept to re-run the constructor
         self.restarts: dict[bytes, int] = {}
+        self.placement_failures: dict[bytes, int] = {}
 
     def caller(self, actor_id: bytes, info: dict) -> ActorCaller:
         c = self.callers.get(actor_id)
@@ -173,9 +174,17 @@ class ActorSubmitter:
         try:
             conn = self.core.get_conn(address)
         except (OSError, ConnectionError, SwarmError) as e:
-            self.core.submitter._send_node([P.RETURN_LEASE, worker_id])
-            self._mark_dead(c, ActorDiedError(
-                f"cannot reach the worker for actor {cr.info['class_name']}: {e}"))
+            self.core.submitter._return_lease(worker_id, nm_conn)
+            cr.deps_pending = 0
+            tries = self.placement_failures.get(cr.actor_id, 0) + 1
+            self.placement_failures[cr.actor_id] = tries
+            if tries <= 3:   # a worker that died between its lease and our call: ask for another
+                log.info("the worker leased for actor %s is unreachable (%s); leasing another",
+                         cr.info["class_name"], e)
+                self._request_lease(cr)
+            else:
+                self._mark_dead(c, ActorDiedError(
+                    f"cannot reach a worker for actor {cr.info['class_name']} after {tries} tries: {e}"))
             return
         opts = {"max_concurrency": cr.info["max_concurrency"], "is_async": cr.info["is_async"]}
         conn.send([P.CREATE_ACTOR, cr.actor_id, cr.entry.fn_id, cr.entry.blob, cr.entry.name, cr.args_blob,
@@ -359,11 +368,16 @@ class ActorSubmitter:
         if rec in c.queue:
             c.queue.remove(rec)
             self.core.submitter._fail(rec, TaskCancelledError(f"actor call {rec.fn.name} was cancelled"))
-        elif rec.task_id in c.inflight and c.conn is not None:
-            try:
-                c.conn.send([P.CANCEL_TASK, rec.task_id, False, False])
-            except OSError:
-                pass
+        elif rec.task_id in c.inflight:
+            if c.conn is not None:
+                try:
+                    c.conn.send([P.CANCEL_TASK, rec.task_id, False, False])
+                except OSError:
+                    pass
+            # the actor may be busy with an earlier call for a long time: fail it now, ignore its answer
+            del c.inflight[rec.task_id]
+            self.inflight.pop(rec.task_id, None)
+            self.core.submitter._fail(rec, TaskCancelledError(f"actor call {rec.fn.name} was cancelled"))
 
     def _caller_of(self, rec: ActorCallRecord) -> bytes | None:
         c = self.inflight.get(rec.task_id)

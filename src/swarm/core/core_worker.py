@@ -742,7 +742,15 @@ class CoreWorker:
         if waiter is not None:
             self._enter_blocked()
             try:
-                waiter.event.wait(timeout)
+                if timeout is None:
+                    warned = False
+                    while not waiter.event.wait(CONFIG.get_warn_after_s if not warned else None):
+                        warned = True
+                        log.warning("wait() has waited %.0f s for %d more of %d objects; still waiting "
+                                    "for: %s", CONFIG.get_warn_after_s, waiter.remaining, len(pending),
+                                    self.describe_pending(pending))
+                else:
+                    waiter.event.wait(timeout)
             finally:
                 self._leave_blocked()
                 with self._lock:

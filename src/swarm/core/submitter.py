@@ -429,6 +429,7 @@ class TaskSubmitter:
         for tid in reversed(task_ids):
             rec = lease.inflight.pop(tid, None)
             if rec is not None:
+                lease.sent_functions.discard(rec.fn.fn_id)   # it may have come with this task, unread
                 if rec.long:
                     rec.long = False
                     lease.long -= 1

@@ -528,6 +528,8 @@ class NodeManager:
         actor_cause = self._actor_died(w, text) if w.actor_id is not None else None
         if w.client is not None:
             self._drop_client(w.client)
+        if not w.ready:
+            self.scheduler.starting = max(0, self.scheduler.starting - 1)
         lease_req, actions = self.scheduler.worker_died(w.worker_id)
         if lease_req is not None and w.killed_reason != "idle":
             tail = "\n".join(w.stderr_tail)
