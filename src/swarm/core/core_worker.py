@@ -166,6 +166,8 @@ class CoreWorker:
         self._req_ids = itertools.count(1)
         self.node_conn = connection.Connection(node_sock, "node")
         self.transfers_in = 0
+        self._callback_queue: Any = None
+        self._callback_thread: threading.Thread | None = None
         self.task_events: collections.deque = collections.deque(maxlen=CONFIG.task_events_max)
         self.listen_sock = listen_sock
         self.current_task_id: bytes | None = None
@@ -195,6 +197,8 @@ class CoreWorker:
     def shutdown(self) -> None:
         self.shutting_down = True
         self.timers.stop()
+        if self._callback_queue is not None:
+            self._callback_queue.put(None)
         try:
             self.listen_sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -775,16 +779,19 @@ class CoreWorker:
     def when_ready(self, ref: Any, fut: Any) -> None:
         oid = ref._id
 
+        def resolve(value: list, _keep_alive: Any = ref) -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(self.resolve_value(oid, value))
+            except BaseException as e:
+                fut.set_exception(e)
+
         def complete(_oid: bytes) -> None:
-            def resolve() -> None:
-                try:
-                    fut.set_result(self.resolve_value(oid, self.values[oid]))
-                except BaseException as e:
-                    fut.set_exception(e)
-            if fut.set_running_or_notify_cancel():
-                # off this thread: resolving may block (a PIN round trip) and we may hold the lock
-                threading.Thread(target=resolve, daemon=True).start() if oid not in self.values or \
-                    self.values[oid][0] == P.VALUE_SHM else resolve()
+            # not here: we may hold the lock on a connection's reader thread, and the future's
+            # callbacks (user code) may call get(), which needs that thread
+            value = self.values[oid]
+            self._callbacks().put(lambda: resolve(value))
 
         with self._lock:
             if oid in self.values:
@@ -796,6 +803,26 @@ class CoreWorker:
                     self.request_borrowed(oid)
         if ready:
             complete(oid)
+
+    def _callbacks(self) -> Any:
+        """The queue of the thread that completes futures (started on first use)."""
+        q = self._callback_queue
+        if q is None:
+            import queue
+            q = self._callback_queue = queue.SimpleQueue()
+
+            def run() -> None:
+                while True:
+                    fn = q.get()
+                    if fn is None:
+                        return
+                    try:
+                        fn()
+                    except Exception:
+                        log.exception("a future's callback failed")
+            self._callback_thread = threading.Thread(target=run, name="swarm-futures", daemon=True)
+            self._callback_thread.start()
+        return q
 
     def cancel(self, oid: bytes, force: bool, recursive: bool) -> None:
         from swarm.core.actor_submitter import ActorCallRecord

@@ -8,8 +8,10 @@
 How it runs, on the public API only::
 
     Pool ──▶ one actor per process slot (_PoolWorker, num_cpus=1; initializer in __init__)
-    map/imap/apply ──▶ a job whose items are cut into batches (chunks) lazily
-    dispatcher thread ──▶ keeps 2 batches in flight per actor: actor.run_batch.remote(fn, items)
+    map/imap/apply ──▶ a job whose items are cut into batches (chunks) lazily; the first batches
+                       leave from the caller's thread, the rest from the dispatcher thread
+    dispatcher thread ──▶ keeps 2 batches in flight per actor (4 while batches are short, see
+                          INFLIGHT_SHORT_BATCHES): actor.run_batch.remote(fn, items, mode)
         ◀── ref.future() done ── (an event on a queue; results are filed by the dispatcher thread,
                                   which also runs callback / error_callback, as the stdlib's
                                   result-handler thread does)
@@ -337,14 +339,11 @@ class _Feeder:
 class _Slot:
     """One process slot: its current actor and what is in flight to it."""
 
-    __slots__ = ("index", "handle", "up_ref", "up", "generation", "inflight", "assigned", "retiring",
-                 "dead", "last_done")
+    __slots__ = ("index", "handle", "generation", "inflight", "assigned", "retiring", "dead", "last_done")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.handle: Any = None
-        self.up_ref: Any = None  # the actor's first call (pid): done once the actor is up
-        self.up: Any = None  # its future
         self.generation = 0
         self.inflight = 0
         self.assigned = 0  # items sent to the current actor
@@ -389,7 +388,6 @@ class _Core:
         self.slots = [_Slot(i) for i in range(processes)]
         self.killed: list = []  # handles killed when the pool stopped (join waits for them)
         self.batch_s: float | None = None  # moving average of how long a batch keeps an actor busy
-        self.generations_started = 0
         with self.lock:
             for slot in self.slots:
                 self._start_actor(slot)
@@ -404,6 +402,9 @@ class _Core:
             if not feeder.exhausted:  # (an empty map is complete already)
                 self.jobs.add(feeder.job)
                 self.feeders.append(feeder)
+                self._fill()  # start it from this thread: no hop through the dispatcher
+                if not self.feeders:
+                    return
         self.events.put(_WAKE)
 
     def forget(self, job: Any) -> None:
@@ -542,17 +543,14 @@ class _Core:
             return
         for slot in self.slots:
             if slot.handle is not None and (slot.retiring or slot.dead) and slot.inflight == 0:
-                _kill_when_up(slot.handle, slot.up_ref, slot.up)
+                _kill(slot.handle)
                 self._start_actor(slot)
 
     def _start_actor(self, slot: _Slot) -> None:
         slot.handle = _PoolActor.options(**self.actor_options).remote(self.initializer, self.initargs)
-        slot.up_ref = slot.handle.pid.remote()
-        slot.up = slot.up_ref.future()
         slot.generation += 1
         slot.inflight = slot.assigned = 0
         slot.retiring = slot.dead = False
-        self.generations_started += 1
 
     def _kill_all(self) -> None:
         for slot in self.slots:
@@ -560,9 +558,8 @@ class _Core:
             slot.generation += 1
             slot.inflight = 0
             if handle is not None:
-                if _kill_when_up(handle, slot.up_ref, slot.up):
-                    self.killed.append(handle)
-            slot.up_ref = slot.up = None
+                _kill(handle)
+                self.killed.append(handle)
 
     def await_exit(self, timeout: float = 10.0) -> None:
         """After the pool stopped: return once every killed actor is gone (a call on it fails)."""
@@ -588,36 +585,6 @@ def _kill(handle: Any) -> None:
         swarm.kill(handle)
     except Exception:  # already dead, or swarm already shut down
         pass
-
-
-# An actor is killed only once it is up: a kill sent while its creation is still waiting for
-# resources is lost (the actor starts anyway), and dropping the last handle of an actor whose
-# creation is pending breaks the driver (see the runtime-bug tests in tests/integration/test_pool.py).
-# Such actors are handed to one reaper thread, which kills them when they come up.
-_reaper_queue: queue.SimpleQueue = queue.SimpleQueue()
-_reaper_lock = threading.Lock()
-_reaper: threading.Thread | None = None
-
-
-def _kill_when_up(handle: Any, up_ref: Any, up: Any) -> bool:
-    """Kill the actor now if it is up (True), else as soon as it is (False)."""
-    global _reaper
-    if up is None or up.done():
-        _kill(handle)
-        return True
-    with _reaper_lock:
-        if _reaper is None or not _reaper.is_alive():
-            _reaper = threading.Thread(target=_reap, name="swarm-pool-reaper", daemon=True)
-            _reaper.start()
-    up.add_done_callback(lambda _fut: _reaper_queue.put((handle, up_ref)))
-    return False
-
-
-def _reap() -> None:
-    while True:
-        handle, _up_ref = _reaper_queue.get()
-        _kill(handle)
-        del handle, _up_ref
 
 
 # --------------------------------------------------------------------------------------- the pool
