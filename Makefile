@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+	$(BIN)/python examples/rl/train_cartpole.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples

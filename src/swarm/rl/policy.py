@@ -23,13 +23,13 @@ class MLPPolicy:
 
     obs_dim: int
     act_dim: int
-    hidden: tuple[int, ...] = (16,)
+    hidden: tuple[int, ...] = (32,)
     discrete: bool = True
     act_low: tuple[float, ...] = field(default=())
     act_high: tuple[float, ...] = field(default=())
 
     @staticmethod
-    def for_env(env: Any, hidden: tuple[int, ...] = (16,)) -> MLPPolicy:
+    def for_env(env: Any, hidden: tuple[int, ...] = (32,)) -> MLPPolicy:
         """The policy shape for a Gymnasium env's observation and action spaces."""
         obs_dim = int(np.prod(env.observation_space.shape))
         space = env.action_space
