@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 class ActorCallRecord:
     __slots__ = ("task_id", "fn", "method", "args_blob", "ref_args", "keep", "num_returns", "return_ids",
-                 "deps_pending", "state", "shape", "retries_left")
+                 "deps_pending", "state", "shape", "retries_left", "unsent")
 
     def __init__(self, task_id: bytes, fn: FunctionEntry, method: str, args_blob: bytes, ref_args: list,
                  keep: Any, num_returns: int) -> None:
@@ -48,6 +48,7 @@ class ActorCallRecord:
         self.state = "queued until the actor is reachable"
         self.shape: dict = {}
         self.retries_left = 0
+        self.unsent = False
 
 
 class Creation:
@@ -198,6 +199,7 @@ class ActorSubmitter:
         else:
             self.core.submitter._send_node(bind)
         self.actor_leases[worker_id] = cr.actor_id
+        self.placement_failures.pop(cr.actor_id, None)
         if cr.info.get("max_restarts"):
             self.creations_by_actor[cr.actor_id] = cr
         else:
@@ -238,7 +240,10 @@ class ActorSubmitter:
         value = [P.VALUE_ERROR, serialization.serialize(err).inband]
         for tid, rec in list(c.inflight.items()):
             self.inflight.pop(tid, None)
-            if rec.retries_left != 0:
+            if rec.unsent:
+                rec.unsent = False
+                retry.append(rec)
+            elif rec.retries_left != 0:
                 rec.retries_left -= 1
                 retry.append(rec)
             else:
@@ -332,7 +337,11 @@ class ActorSubmitter:
             try:
                 c.conn.send_many(msgs)
             except OSError:
-                pass  # the close of the connection fails these calls with the cause
+                # never delivered, so never ran: they wait for a restart instead of failing
+                for m in msgs:
+                    rec = c.inflight.get(m[1])
+                    if rec is not None:
+                        rec.unsent = True
 
     def _resolve(self, c: ActorCaller) -> None:
         """Ask the node manager where the actor lives (waiting while it is being created)."""
