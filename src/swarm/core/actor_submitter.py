@@ -339,7 +339,7 @@ class ActorSubmitter:
             except OSError:
                 # never delivered, so never ran: they wait for a restart instead of failing
                 for m in msgs:
-                    rec = c.inflight.get(m[1])
+                    rec = c.inflight.get(m[1])  # type: ignore[call-overload]
                     if rec is not None:
                         rec.unsent = True
 
