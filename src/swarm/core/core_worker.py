@@ -470,7 +470,7 @@ class CoreWorker:
         (a 1 GB object never needs 1 GB of heap here), and pin the copy."""
         try:
             sock = connection.connect(source, self.token)
-        except (OSError, ConnectionError) as e:
+        except (OSError, ConnectionError, SwarmError) as e:   # (a node dying mid-handshake looks like auth)
             raise ObjectLostError(f"object {oid.hex()} lives on a node that cannot be reached ({source}): "
                                   f"{e}") from None
         try:
@@ -492,6 +492,8 @@ class CoreWorker:
             self.transfers_in += 1
             reply = self.nm_call(lambda r: [P.SEAL_COPY, r, oid, offset, size])
             return reply[2], reply[3]
+        except (OSError, ConnectionError) as e:   # the node went away mid-transfer
+            raise ObjectLostError(f"object {oid.hex()} could not be copied from {source}: {e}") from None
         finally:
             sock.close()
 
@@ -644,7 +646,29 @@ class CoreWorker:
                         self.request_borrowed(oid)
         if missing:
             self._wait_for(waiter, timeout, missing)
-        return [self.resolve_value(r._id, values[r._id]) for r in refs]
+        out = []
+        for r in refs:
+            for attempt in range(3):
+                try:
+                    out.append(self.resolve_value(r._id, values[r._id]))
+                    break
+                except ObjectLostError:
+                    # its only copy was on a node that is gone: re-run the task that made it, if we can
+                    if attempt == 2 or not self._rebuild(r._id):
+                        raise
+                    self.get([r], timeout)
+        return out
+
+    def _rebuild(self, oid: bytes) -> bool:
+        with self._lock:
+            if self.submitter.is_pending_return(oid):
+                return True   # already being rebuilt (the node's death was reported meanwhile)
+            value = self.values.get(oid)
+            if (value is None or value[0] != P.VALUE_SHM or len(value) < 4 or not value[3]
+                    or oid not in self.submitter.lineage):
+                return False
+            self.submitter.objects_lost(value[3])
+            return oid not in self.values or self.values[oid][0] != P.VALUE_SHM
 
     def _wait_for(self, waiter: Waiter, timeout: float | None, oids: list) -> None:
         if waiter.event.is_set():
