@@ -434,9 +434,22 @@ def test_actor_restart_survives_death_of_the_worker_leased_for_it(isolated, tmp_
     assert swarm.get(actor.pid.remote(), timeout=TIMEOUT) not in (actor_pid, idle.pid)
 
 
-@pytest.mark.xfail(strict=True, reason="runtime bug: a call made after the actor's process died, before "
-                                       "its owner heard of it, is failed like a call in flight (its send "
-                                       "failed: it never ran) instead of waiting for the restart")
+def test_actor_restart_survives_deaths_of_the_workers_leased_for_it_again_and_again(isolated, tmp_path):
+    swarm.init(num_cpus=1)
+    actor = Counter.options(max_restarts=-1).remote(str(tmp_path / "ctor"))
+    for _ in range(6):
+        actor_pid = swarm.get(actor.pid.remote(), timeout=TIMEOUT)
+        idle = psutil.Process(swarm.get(actor.pid_of_a_task.remote(), timeout=TIMEOUT))
+        time.sleep(0.5)
+        idle.suspend()
+        try:
+            kill_and_wait(actor_pid)
+            time.sleep(1.0)
+        finally:
+            idle.kill()
+        assert swarm.get(actor.pid.remote(), timeout=TIMEOUT) not in (actor_pid, idle.pid)
+
+
 def test_call_made_after_the_actor_died_runs_on_the_restarted_actor(isolated, tmp_path):
     swarm.init(num_cpus=1)
     ctor = tmp_path / "ctor"
@@ -447,6 +460,7 @@ def test_call_made_after_the_actor_died_runs_on_the_restarted_actor(isolated, tm
     try:
         os.kill(pid, signal.SIGKILL)
         assert wait_until(lambda: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+        time.sleep(0.2)                     # the leader is a zombie before its other threads are gone
         ref = actor.pid.remote()            # made after the death: it cannot have run anywhere
         time.sleep(0.2)
     finally:

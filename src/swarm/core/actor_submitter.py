@@ -304,6 +304,8 @@ class ActorSubmitter:
             while c.queue:
                 self.core.submitter._fail_with_value(c.queue.popleft(), err_value)
             return
+        if c.conn is not None and c.queue and c.conn.peer_closed():
+            return   # the actor's process is gone: calls wait here for its restart (or fail with it)
         if c.conn is None:
             if not c.creating and not c.resolving:
                 c.resolving = True

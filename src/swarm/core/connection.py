@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import os
+import select
 import socket
 import struct
 import threading
@@ -197,6 +198,20 @@ class Connection:
     def send_raw(self, data: bytes) -> None:
         with self._send_lock:
             self.sock.sendall(data)
+
+    def peer_closed(self) -> bool:
+        """True when the peer has hung up (its end-of-stream is waiting here, unread or not)."""
+        if self.closed:
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if readable:
+                return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+        return False
 
     def start_reader(self, on_messages: Callable[[Connection, list], None],
                      on_close: Callable[[Connection], None]) -> None:
