@@ -117,16 +117,29 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
             opts[key] = extra["_" + key]
     _node_proc = launcher.start_node_manager(opts)
     worker_id = ids.new_worker_id()
-    my_address = f"unix:swarm-{node_id}-{worker_id.hex()}"
+    try:
+        return _attach_driver(nm_address, token, worker_id, f"unix:swarm-{node_id}-{worker_id.hex()}",
+                              log_to_driver)
+    except BaseException:
+        _node_proc.kill()
+        _node_proc.wait()
+        _node_proc = None
+        raise
+
+
+def _attach_driver(nm_address: str, token: bytes, worker_id: bytes, my_address: str,
+                   log_to_driver: bool) -> Any:
+    """Listen where peers will find this driver, register with the node, start its core worker."""
+    from swarm.node import launcher
+
     listen_sock = connection.listen(my_address)
+    if my_address.endswith(":0"):   # TCP: the port the system picked
+        my_address = f"{my_address.rpartition(':')[0]}:{listen_sock.getsockname()[1]}"
     try:
         node_sock, arena_fd, info = launcher.connect_driver(nm_address, token, worker_id, my_address,
                                                             log_to_driver)
     except BaseException:
         listen_sock.close()
-        _node_proc.kill()
-        _node_proc.wait()
-        _node_proc = None
         raise
     w = core_worker.CoreWorker(mode="driver", worker_id=worker_id, node_sock=node_sock, arena_fd=arena_fd,
                                token=token, listen_sock=listen_sock, address=my_address, node_info=info,
@@ -139,7 +152,7 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
 def _connect_cluster(address: str, log_to_driver: bool, token_file: str | None) -> Any:
     """Attach this driver to a running node on this machine (found via its address)."""
     from swarm.core import protocol
-    from swarm.node import discovery, launcher
+    from swarm.node import discovery
     from swarm.node.node_manager import boot_id
 
     wire, token_str = discovery.resolve(address, token_file)
@@ -155,22 +168,8 @@ def _connect_cluster(address: str, log_to_driver: bool, token_file: str | None) 
         raise SwarmError(f"the node at {address} runs on another machine: a driver shares memory with the "
                          f"node it attaches to, so run it on a cluster node (start one there with "
                          f"`swarm start --address {address}`)")
-    worker_id = ids.new_worker_id()
     ip = info.get("node_ip") or "127.0.0.1"
-    listen_sock = connection.listen(f"tcp:{ip}:0")
-    my_address = f"tcp:{ip}:{listen_sock.getsockname()[1]}"
-    try:
-        node_sock, arena_fd, info = launcher.connect_driver(info["unix_address"], token, worker_id,
-                                                            my_address, log_to_driver)
-    except BaseException:
-        listen_sock.close()
-        raise
-    w = core_worker.CoreWorker(mode="driver", worker_id=worker_id, node_sock=node_sock, arena_fd=arena_fd,
-                               token=token, listen_sock=listen_sock, address=my_address, node_info=info,
-                               log_to_driver=log_to_driver)
-    w.start()
-    core_worker.set_current(w)
-    return w
+    return _attach_driver(info["unix_address"], token, ids.new_worker_id(), f"tcp:{ip}:0", log_to_driver)
 
 
 def shutdown() -> None:

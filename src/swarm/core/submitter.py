@@ -142,6 +142,11 @@ class TaskSubmitter:
         for rid in rec.return_ids:
             core.owned.add(rid)
             self.pending_returns[rid] = rec
+        self.submit_again(rec)
+
+    def submit_again(self, rec: TaskRecord) -> None:
+        """Queue ``rec`` once its arguments exist (they may be being rebuilt too)."""
+        core = self.core
         for _, ref in rec.ref_args:
             oid = ref._id
             if oid not in core.values:
@@ -598,18 +603,6 @@ class TaskSubmitter:
                     self.pending_returns[rid] = rec
             log.info("rebuilding the outputs of %s: they were lost with their node", rec.fn.name)
             self.submit_again(rec)
-
-    def submit_again(self, rec: TaskRecord) -> None:
-        core = self.core
-        for _, ref in rec.ref_args:
-            oid = ref._id
-            if oid not in core.values:
-                rec.deps_pending += 1
-                core.add_waiter(oid, functools.partial(self._dep_ready, rec))
-                if oid not in core.owned:
-                    core.request_borrowed(oid)
-        if rec.deps_pending == 0:
-            self._enqueue(rec)
 
     # -- introspection ----------------------------------------------------------------------------
     def is_pending_return(self, oid: bytes) -> bool:

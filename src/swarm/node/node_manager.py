@@ -915,6 +915,8 @@ class NodeManager:
 
     def _handle_cluster_message(self, c: Client, msg: list) -> None:
         kind = msg[0]
+        if kind in (P.NODE_VIEW, P.NODE_DIED, P.NODE_REJECTED) and not c.is_head_link:
+            raise ValueError(f"message kind {kind} comes only from the head")
         if kind == P.REGISTER_NODE and self.is_head:
             _, node_id, address, total, node_ip, transfer_address = msg
             known = self.node_table.nodes.get(node_id)
