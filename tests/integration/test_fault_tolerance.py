@@ -380,6 +380,24 @@ def test_call_in_flight_is_retried_with_max_task_retries(cluster, tmp_path):
     assert lines(calls)[0] == str(pid) and lines(calls)[1] != str(pid)
 
 
+def test_call_in_flight_fails_once_its_task_retries_are_used_up(cluster, tmp_path):
+    calls, gate = tmp_path / "calls", tmp_path / "gate"
+    ctor = tmp_path / "ctor"
+    actor = Counter.options(max_restarts=-1, max_task_retries=1).remote(str(ctor))
+    ref = actor.wait_gate.remote(str(calls), str(gate))
+    try:
+        for attempt in (1, 2):            # the call runs, its actor dies; again; then it gives up
+            assert wait_until(lambda attempt=attempt: attempts(calls) == attempt)
+            kill_and_wait(int(lines(calls)[-1]))
+        with pytest.raises(ActorDiedError, match="SIGKILL"):
+            swarm.get(ref, timeout=TIMEOUT)
+    finally:
+        gate.touch()
+    assert attempts(calls) == 2
+    assert wait_until(lambda: attempts(ctor) == 3)
+    assert swarm.get(actor.incr.remote(), timeout=TIMEOUT) == 1     # the actor itself lives on
+
+
 def test_call_in_flight_fails_with_cause_without_task_retries(cluster, tmp_path):
     calls, gate = tmp_path / "calls", tmp_path / "gate"
     actor = Counter.options(max_restarts=1).remote(str(tmp_path / "ctor"))

@@ -127,6 +127,12 @@ class ActorSubmitter:
         self.core.submitter._send_node([P.REQUEST_LEASE, req_id, cr.info["shape"], cr.info["class_name"],
                                         cr.info.get("strategy"), 0, self.core.worker_id])
 
+    def _retry_lease(self, cr: Creation) -> None:
+        with self.core._lock:
+            c = self.callers.get(cr.actor_id)
+            if c is not None and c.dead is None and not c.terminated:
+                self._request_lease(cr)
+
     def owns_request(self, req_id: int) -> bool:
         return req_id in self.creations
 
@@ -179,10 +185,11 @@ class ActorSubmitter:
             cr.deps_pending = 0
             tries = self.placement_failures.get(cr.actor_id, 0) + 1
             self.placement_failures[cr.actor_id] = tries
-            if tries <= 3:   # a worker that died between its lease and our call: ask for another
+            if tries <= 10:   # a worker that died between its lease and our call: ask for another,
+                # a little later each time (the node manager may not have reaped the dead one yet)
                 log.info("the worker leased for actor %s is unreachable (%s); leasing another",
                          cr.info["class_name"], e)
-                self._request_lease(cr)
+                self.core.timers.call_later(0.05 * tries, lambda: self._retry_lease(cr))
             else:
                 self._mark_dead(c, ActorDiedError(
                     f"cannot reach a worker for actor {cr.info['class_name']} after {tries} tries: {e}"))
