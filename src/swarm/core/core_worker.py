@@ -705,7 +705,8 @@ class CoreWorker:
         except (OSError, SwarmError):
             node = None
         with self._lock:
-            parts = [self.submitter.describe(oid, node) for oid in oids[:3] if oid not in self.values]
+            missing = [oid for oid in oids if oid not in self.values]
+            parts = [self.submitter.describe(oid, node) for oid in missing[:3]]
         return "; ".join(parts) or "nothing"
 
     def _enter_blocked(self, oids: list | None = None) -> None:

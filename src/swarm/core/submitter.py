@@ -612,9 +612,9 @@ class TaskSubmitter:
         rec = self.pending_returns.get(oid)
         if rec is None:
             if oid in self.core.owned:
-                return f"{oid.hex()[:16]}: ready"
+                return f"{oid.hex()}: ready"
             owner = self.core.borrowed_owner.get(oid, "?")
-            return f"{oid.hex()[:16]}: owned by another process ({owner})"
+            return f"{oid.hex()}: owned by another process ({owner})"
         state = rec.state
         if state is QUEUED:
             state = f"queued: needs {_fmt(rec.shape)}"
@@ -627,17 +627,18 @@ class TaskSubmitter:
         elif rec.deps_pending:
             deps = [self.describe(ref._id) for _, ref in rec.ref_args if ref._id not in self.core.values]
             state = "waiting for its arguments: " + "; ".join(deps[:3])
-        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}): {state}"
+        return f"task {rec.fn.name} ({rec.task_id.hex()}): {state}"
 
 
 def _fmt(shape: dict) -> str:
-    return ", ".join(f"{v:g} {k}" for k, v in sorted(shape.items())) or "no resources"
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(shape.items())
+                     if k != "object_store_memory" and "_group_" not in k) or "no resources"
 
 
 def _death_message(rec: TaskRecord, cause: dict) -> str:
     if cause.get("node_died"):
-        return f"task {rec.fn.name} ({rec.task_id.hex()[:16]}) failed: its worker {cause.get('text')}"
-    msg = (f"task {rec.fn.name} ({rec.task_id.hex()[:16]}) failed: the worker process running it "
+        return f"task {rec.fn.name} ({rec.task_id.hex()}) failed: its worker {cause.get('text')}"
+    msg = (f"task {rec.fn.name} ({rec.task_id.hex()}) failed: the worker process running it "
            f"(pid {cause.get('pid')}) {cause.get('text')}")
     if cause.get("reason"):
         msg += f" [{cause['reason']}]"
