@@ -111,6 +111,7 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
             "num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
             "object_store_memory": int(object_store_memory or launcher.default_object_store_memory()),
             "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir")),
+            "driver_pid": os.getpid(),
             "sys_path": [p or os.getcwd() for p in sys.path]}
     for key in ("memory_usage_threshold", "memory_monitor_interval_s"):
         if "_" + key in extra:

@@ -40,12 +40,17 @@ def _remove_stale_sessions(base: str) -> None:
         return
     for name in names:
         pid_file = os.path.join(base, name, "node_manager.pid")
-        if os.path.exists(os.path.join(base, name, "KEEP")):
+        if not name.startswith("session_") or os.path.exists(os.path.join(base, name, "KEEP")):
             continue
         try:
             with open(pid_file) as f:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
+            try:   # a start that failed before its node manager wrote its pid, long ago
+                if time.time() - os.path.getmtime(os.path.join(base, name)) > 600:
+                    shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+            except OSError:
+                pass
             continue
         if not psutil.pid_exists(pid):
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)

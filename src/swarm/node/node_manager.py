@@ -219,6 +219,11 @@ class NodeManager:
         return True
 
     def _cluster_tick(self) -> None:
+        driver_pid = self.opts.get("driver_pid")
+        if self.exit_with_driver and driver_pid and not psutil.pid_exists(driver_pid):
+            # the driver died before it could connect (or its connection was never closed)
+            self._stop(f"the driver (pid {driver_pid}) is gone")
+            return
         avail = dict(self.scheduler.available)
         if self.is_head:
             me = self.node_table.nodes.get(self.node_id)
@@ -1306,6 +1311,8 @@ def main() -> None:
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with open(os.path.join(opts["session_dir"], "node_manager.pid"), "w") as f:
+        f.write(str(os.getpid()))   # so a session left by a SIGKILLed node manager can be recognised
     nm = NodeManager(opts)
     nm.start()
     # Tell the parent we are ready, then stop writing to its pipe.
