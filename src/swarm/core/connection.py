@@ -195,10 +195,6 @@ class Connection:
             with self._send_lock:
                 self.sock.sendall(data)
 
-    def send_raw(self, data: bytes) -> None:
-        with self._send_lock:
-            self.sock.sendall(data)
-
     def peer_closed(self) -> bool:
         """True when the peer has hung up (its end-of-stream is waiting here, unread or not)."""
         if self.closed:

@@ -33,6 +33,3 @@ class IdFactory:
 def return_ids(task_id: bytes, n: int) -> list[bytes]:
     return [task_id + _INDEX.pack(i) for i in range(1, n + 1)]
 
-
-def owner_of(object_id: bytes) -> bytes:
-    return object_id[:8]

@@ -520,13 +520,6 @@ class TaskSubmitter:
                 self._on_worker_died(worker_id, {"text": f"died with its node {node_id} ({cause})",
                                                  "node_died": node_id})
 
-    def return_all_leases(self) -> None:
-        for worker_id in list(self.leases):
-            self._send_node([P.RETURN_LEASE, worker_id])
-        self.leases.clear()
-        for kq in self.queues.values():
-            kq.leases.clear()
-
     # -- failure ----------------------------------------------------------------------------------
     def _fail(self, rec: Any, err: BaseException) -> None:
         self._fail_with_value(rec, [P.VALUE_ERROR, serialization.serialize(err).inband])

@@ -1167,9 +1167,6 @@ class NodeManager:
         self._forget_name(a)
         self._notify_actor_waiters(actor_id)
 
-    def _is_owner(self, c: Client, a: dict) -> bool:
-        return a.get("owner_id") == c.worker_id
-
     def _forget_name(self, a: dict) -> None:
         key = (a.get("namespace"), a.get("name"))
         if a.get("name") and self.actor_names.get(key) == a.get("actor_id"):  # type: ignore[arg-type]
