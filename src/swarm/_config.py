@@ -52,6 +52,8 @@ class Config:
     keep_session_dir: bool = False
     #: where session directories live
     temp_dir: str = "/tmp/swarm"
+    #: a runtime_env working_dir (or py_modules entry) larger than this is refused before upload
+    working_dir_max_bytes: int = 100 * 1024 * 1024
 
     @classmethod
     def from_env(cls) -> Config:

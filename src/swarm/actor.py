@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable
 
+from swarm import _runtime_env
 from swarm.remote_function import _api, _merge, placement_shape, resource_shape, validate_options
 
 ACTOR_OPTIONS = {"num_cpus", "num_gpus", "resources", "max_concurrency", "name", "namespace", "lifetime",
@@ -126,7 +127,10 @@ class ActorClass:
                 "max_task_retries": opts.get("max_task_retries", 0),
                 "strategy": _strategy(opts.get("scheduling_strategy"))}
         from swarm.core import actor_submitter
-        return actor_submitter.create_actor(worker, self._class_entry(worker), args, kwargs, info,
+        entry = None
+        if _runtime_env.current is not None or opts.get("runtime_env") is not None:
+            entry = _runtime_env.actor_entry(self, opts.get("runtime_env"))
+        return actor_submitter.create_actor(worker, entry or self._class_entry(worker), args, kwargs, info,
                                             bool(opts.get("get_if_exists")))
 
 

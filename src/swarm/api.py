@@ -25,6 +25,7 @@ log = logging.getLogger("swarm")
 
 _worker: Any = None
 _node_proc: subprocess.Popen | None = None
+_dashboard_proc: subprocess.Popen | None = None
 _init_lock = threading.RLock()
 _atexit_registered = False
 
@@ -57,8 +58,11 @@ def _auto_init() -> Any:
 def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus: float | None = None,
          resources: dict | None = None, object_store_memory: int | None = None,
          namespace: str | None = None, ignore_reinit_error: bool = False, log_to_driver: bool = True,
-         local_mode: bool = False, include_dashboard: bool | None = None, **kwargs: Any) -> RuntimeContext:
-    """Start a local cluster (or, in local mode, run tasks in this process) and connect to it."""
+         local_mode: bool = False, include_dashboard: bool | None = None, dashboard_host: str = "127.0.0.1",
+         dashboard_port: int | None = None, **kwargs: Any) -> RuntimeContext:
+    """Start a local cluster (or, in local mode, run tasks in this process) and connect to it.
+    ``include_dashboard=True`` also starts the web dashboard for it (port 8265, or a free one if that is
+    taken; its URL: ``init(...).dashboard_url``)."""
     global _worker, _node_proc, _atexit_registered
     with _init_lock:
         if _worker is not None:
@@ -72,6 +76,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
                 raise ValueError("local_mode=True runs everything in this process: it takes no address")
             _worker = _connect_cluster(address, log_to_driver, kwargs.get("_token_file"))
             _worker.namespace = namespace or "default"
+            _init_job_env(kwargs.get("runtime_env"))
             if not _atexit_registered:
                 atexit.register(shutdown)
                 _atexit_registered = True
@@ -92,10 +97,38 @@ def init(address: str | None = None, *, num_cpus: float | None = None, num_gpus:
         _worker = _start_local_cluster(num_cpus, num_gpus or 0, resources, object_store_memory,
                                        log_to_driver, kwargs)
         _worker.namespace = namespace or "default"
+        _init_job_env(kwargs.get("runtime_env"))
         if not _atexit_registered:
             atexit.register(shutdown)
             _atexit_registered = True
-        return RuntimeContext(_worker)
+        ctx = RuntimeContext(_worker)
+        if include_dashboard:
+            ctx.__dict__["dashboard_url"] = _start_dashboard(dashboard_host, dashboard_port)  # as Ray's
+        return ctx
+
+
+def _start_dashboard(host: str, port: int | None) -> str:
+    """The dashboard of our local cluster (stopped by shutdown()); its URL."""
+    global _dashboard_proc
+    from swarm.dashboard import launch
+    try:
+        _dashboard_proc, url = launch.start_for_local_cluster(_worker, host, port)
+    except BaseException:
+        shutdown()
+        raise
+    log.info("swarm dashboard: %s", url)
+    return url
+
+
+def _init_job_env(runtime_env: Any) -> None:
+    """The job's runtime_env (SWARM_RUNTIME_ENV from the job manager, ``runtime_env=``): every task and
+    actor this driver starts runs in it."""
+    from swarm import _runtime_env
+    try:
+        _runtime_env.init_job_env(runtime_env)
+    except BaseException:
+        shutdown()
+        raise
 
 
 def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, object_store_memory: int | None,
@@ -103,7 +136,7 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
     global _node_proc
     from swarm.node import launcher
 
-    token = os.urandom(32)
+    token = os.urandom(32).hex().encode()   # text: the `swarm` command reads it back (write_local_cluster)
     node_id = os.urandom(8).hex()
     session_dir = launcher.new_session_dir()
     nm_address = f"unix:swarm-{node_id}-nm"
@@ -117,6 +150,11 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
         if "_" + key in extra:
             opts[key] = extra["_" + key]
     _node_proc = launcher.start_node_manager(opts)
+    try:
+        from swarm.node import discovery
+        discovery.write_local_cluster(session_dir, node_id, nm_address, token, _node_proc.pid)
+    except OSError as e:   # only `swarm list/logs` need it
+        log.warning("could not record the local cluster for the swarm command: %s", e)
     worker_id = ids.new_worker_id()
     try:
         return _attach_driver(nm_address, token, worker_id, f"unix:swarm-{node_id}-{worker_id.hex()}",
@@ -175,7 +213,7 @@ def _connect_cluster(address: str, log_to_driver: bool, token_file: str | None) 
 
 def shutdown() -> None:
     """Stop the local cluster: every worker, the node manager, shared memory and temp files."""
-    global _worker, _node_proc
+    global _worker, _node_proc, _dashboard_proc
     with _init_lock:
         w, _worker = _worker, None
         if w is None:
@@ -185,6 +223,10 @@ def shutdown() -> None:
             w.shutdown()
             return
         w.shutting_down = True
+        dashboard, _dashboard_proc = _dashboard_proc, None
+        if dashboard is not None:   # before the cluster: it is a driver of it
+            from swarm.dashboard import launch
+            launch.stop_dashboard(dashboard)
         proc, _node_proc = _node_proc, None
         if proc is not None:  # our own local cluster: stop it (an attached driver just leaves)
             try:

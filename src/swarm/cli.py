@@ -37,7 +37,27 @@ def _start(ns: argparse.Namespace) -> int:
         return 1
     else:
         token = discovery.read_token(ns.token_file) or secrets.token_hex(32)
+        given = os.environ.get("SWARM_TOKEN") or ns.token_file or os.environ.get("SWARM_TOKEN_FILE")
+        if ns.storage and not given:
+            # a head restarted on its storage keeps the cluster's token, so its nodes can come back
+            try:
+                token = discovery.read_token(discovery.default_token_file()) or token
+            except OSError:
+                pass
         token_file = ns.token_file or discovery.write_token_file(token)
+    if ns.storage:
+        if head_address is not None:
+            print("swarm start: --storage is for the head node (--head)", file=sys.stderr)
+            return 2
+        from swarm.control.storage import open_storage
+        from swarm.exceptions import SwarmError
+        try:   # say what is wrong here rather than from a node manager that failed to start
+            storage = open_storage(ns.storage)
+            storage.check_token(token.encode())
+            storage.close()
+        except SwarmError as e:
+            print(f"swarm start: {e}", file=sys.stderr)
+            return 1
     node_id = os.urandom(8).hex()
     session_dir = launcher.new_session_dir()
     resources = json.loads(ns.resources) if ns.resources else {}
@@ -52,13 +72,29 @@ def _start(ns: argparse.Namespace) -> int:
             "object_store_memory": ns.object_store_memory or launcher.default_object_store_memory(),
             "exit_with_driver": False, "node_ip": ns.node_ip_address,
             "tcp_port": ns.port if ns.port is not None else (6380 if head_address is None else 0),
-            "node_file": node_file, "sys_path": [os.getcwd()]}
-    proc = launcher.start_node_manager(opts)
+            "node_file": node_file, "sys_path": [os.getcwd()], "storage": ns.storage}
+    try:
+        proc = launcher.start_node_manager(opts)
+    except Exception as e:
+        print(f"swarm start: {e}", file=sys.stderr)
+        return 1
     tcp = proc.ready_address  # type: ignore[attr-defined]
-    discovery.write_node_file({"pid": proc.pid, "node_id": node_id, "head": head_address is None,
-                               "tcp_address": tcp, "head_address": head_address,
-                               "unix_address": opts["address"], "token_file": token_file,
-                               "session_dir": session_dir})
+    node_record = {"pid": proc.pid, "node_id": node_id, "head": head_address is None,
+                   "tcp_address": tcp, "head_address": head_address,
+                   "unix_address": opts["address"], "token_file": token_file,
+                   "session_dir": session_dir}
+    discovery.write_node_file(node_record)
+    dashboard_url = None
+    if head_address is None and ns.include_dashboard:
+        from swarm.dashboard import launch as dashboard_launch
+        try:   # recorded in the node file: `swarm stop` stops it, `swarm dashboard` prints its URL
+            dashboard, dashboard_url = dashboard_launch.start_dashboard(
+                tcp, host=ns.dashboard_host, port=ns.dashboard_port, token_file=token_file,
+                log_file=os.path.join(session_dir, "logs", "dashboard.log"))
+            discovery.write_node_file(dict(node_record, dashboard_pid=dashboard.pid,
+                                           dashboard_url=dashboard_url))
+        except dashboard_launch.DashboardStartError as e:
+            print(f"swarm start: the dashboard did not start ({e}); the cluster runs without it")
     hostport = tcp[4:]
     if head_address is not None:
         print(f"Started a swarm node at {hostport} (pid {proc.pid}), joined the cluster at "
@@ -68,6 +104,8 @@ def _start(ns: argparse.Namespace) -> int:
     print(f"  cluster token: {token_file} (readable only by you)")
     print(f"  connect from Python on this machine: swarm.init(address='auto') or "
           f"swarm.init(address='{hostport}')")
+    if dashboard_url:
+        print(f"  dashboard: {dashboard_url}")
     print("  status: swarm status      stop: swarm stop")
     if ns.block:
         def forward(sig: int, _frame: Any) -> None:
@@ -87,6 +125,10 @@ def _stop(ns: argparse.Namespace) -> int:
     if not nodes:
         print("no swarm node is running on this machine")
         return 0
+    from swarm.dashboard import launch as dashboard_launch
+    for n in nodes:   # first: a dashboard is a driver of its cluster
+        if n.get("dashboard_pid"):
+            dashboard_launch.stop_dashboard_pid(n["dashboard_pid"], ns.grace)
     procs = []
     for n in nodes:
         try:
@@ -178,6 +220,16 @@ def _memory(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _dashboard(ns: argparse.Namespace) -> int:
+    from swarm.dashboard import launch as dashboard_launch
+    try:
+        print(dashboard_launch.running_dashboard_url(ns.address))
+    except LookupError as e:
+        print(f"swarm dashboard: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="swarm", description="swarm: distributed execution for Python")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -192,6 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--object-store-memory", type=int)
     start.add_argument("--token-file", help="file holding the cluster token (else SWARM_TOKEN)")
     start.add_argument("--block", action="store_true", help="stay in the foreground")
+    start.add_argument("--include-dashboard", dest="include_dashboard", action="store_true", default=True,
+                       help="head only: serve the web dashboard and /metrics (the default)")
+    start.add_argument("--no-dashboard", dest="include_dashboard", action="store_false",
+                       help="head only: no dashboard")
+    start.add_argument("--dashboard-host", default="127.0.0.1",
+                       help="address the dashboard listens on (default loopback; any other needs the token)")
+    start.add_argument("--dashboard-port", type=int, default=8265, help="dashboard port (default 8265)")
+    start.add_argument("--storage", default=os.environ.get("SWARM_STORAGE"),
+                       help="head only: keep the control store in Redis (redis://HOST:PORT/DB) so a "
+                            "restarted head takes the cluster back; default: in memory")
     stop = sub.add_parser("stop", help="stop every swarm node started on this machine")
     stop.add_argument("--grace", type=float, default=10.0, help="seconds to wait before SIGKILL")
     for name, text in (("status", "nodes, resources used/total, actors"),
@@ -203,6 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("version", help="print the version")
+    dash = sub.add_parser("dashboard", help="print the URL of the running cluster's web dashboard")
+    dash.add_argument("--address", default=os.environ.get("SWARM_ADDRESS", "auto"),
+                      help="the head's HOST:PORT (default: the cluster on this machine)")
+    from swarm import _cli_state  # list / summary / get / logs
+    _cli_state.add_parsers(sub)
+    from swarm import _cli_debug  # debug: attach to a task paused at breakpoint()
+    _cli_debug.add_parser(sub)
+    from swarm import _cli_job  # job submit / status / logs / stop / list / delete
+    _cli_job.register(sub)
     ns, rest = parser.parse_known_args(argv)
     if ns.command == "microbenchmark":
         from swarm import microbenchmark
@@ -213,7 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         import swarm
         print(swarm.__version__)
         return 0
-    handler = {"start": _start, "stop": _stop, "status": _status, "memory": _memory}[ns.command]
+    if ns.command in _cli_state.COMMANDS:
+        return _cli_state.run(ns)
+    if ns.command == "debug":
+        return _cli_debug.main(ns)
+    if ns.command == "job":
+        return _cli_job.run(ns)
+    handler = {"start": _start, "stop": _stop, "status": _status, "memory": _memory,
+               "dashboard": _dashboard}[ns.command]
     return handler(ns)
 
 

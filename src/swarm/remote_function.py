@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable
 
+from swarm import _runtime_env
 from swarm.core import core_worker, serialization
 from swarm.core.submitter import FunctionEntry
 
@@ -46,6 +47,8 @@ def validate_options(opts: dict, allowed: set, what: str) -> None:
     n = opts.get("num_returns")
     if n is not None and (not isinstance(n, int) or n < 0):
         raise ValueError(f"num_returns must be a non-negative int, got {n!r}")
+    if opts.get("runtime_env") is not None:
+        _runtime_env.validate(opts["runtime_env"])
 
 
 def resource_shape(opts: dict) -> dict:
@@ -116,11 +119,16 @@ class RemoteFunction:
         if worker.mode == "local":
             refs = worker.run_task(self._function, name, args, kwargs, n)
         else:
-            if self._entry_session is not worker or self._entry.name != name:
-                blob = serialization.dumps_function(self._function, self._name)
-                fn_id = hashlib.blake2b(blob, digest_size=16).digest()
-                self._entry = FunctionEntry(fn_id, blob, name)
-                self._entry_session = worker
+            entry = None
+            if _runtime_env.current is not None or opts.get("runtime_env") is not None:
+                entry = _runtime_env.task_entry(self, worker, name, opts.get("runtime_env"))
+            if entry is None:
+                if self._entry_session is not worker or self._entry.name != name:
+                    blob = serialization.dumps_function(self._function, self._name)
+                    fn_id = hashlib.blake2b(blob, digest_size=16).digest()
+                    self._entry = FunctionEntry(fn_id, blob, name)
+                    self._entry_session = worker
+                entry = self._entry
             shape = opts.get("_shape")
             if shape is None:
                 shape = opts["_shape"] = placement_shape(resource_shape(opts), opts)
@@ -131,7 +139,7 @@ class RemoteFunction:
             if strategy is not None:
                 from swarm.util.scheduling_strategies import to_wire
                 strategy = to_wire(strategy)
-            refs = core_worker.submit_task(worker, self._entry, args, kwargs, n, shape,
+            refs = core_worker.submit_task(worker, entry, args, kwargs, n, shape,
                                            opts.get("max_retries", 3), retry, strategy)
         if n == 1:
             return refs[0]

@@ -92,7 +92,7 @@ class Cluster:
             out[info["node_id"]] = info
         return out
 
-    def start_node(self, label: str) -> dict:
+    def start_node(self, label: str, *extra: str) -> dict:
         spec = NODE_SPECS[label]
         before = set(self.node_files())
         args = ["start", "--node-ip-address", spec["ip"], "--num-cpus", str(spec["num_cpus"])]
@@ -100,9 +100,11 @@ class Cluster:
             args += ["--resources", json.dumps(spec["resources"])]
         if label == "head":
             args += ["--head", "--port", str(self.head_port)]
+            if "--include-dashboard" not in extra:
+                args.append("--no-dashboard")   # (its own tests start one; heads here would share 8265)
         else:
             args += ["--address", self.head_address]
-        self.cli(*args)
+        self.cli(*args, *extra)
         new = [info for nid, info in self.node_files().items() if nid not in before]
         assert len(new) == 1, f"swarm start wrote {len(new)} node files"
         self.nodes[label] = new[0]
@@ -145,3 +147,24 @@ class Cluster:
         return tree
 
 
+
+
+def start_redis(port: int) -> subprocess.Popen:
+    """A real Redis server on loopback for the persistent control store (no disk snapshots)."""
+    import shutil
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise AssertionError("redis-server is not installed: run `make sysdeps` "
+                             "(or apt-get install redis-server)")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ready() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+    wait_for(ready, 10, what="redis-server to answer")
+    return proc

@@ -296,6 +296,16 @@ def test_status_lists_every_node_and_custom_resources(driver):
     assert "c" in {line.split(":")[0].strip() for line in out.splitlines()}
 
 
+def test_list_objects_covers_every_node(driver):
+    from swarm.util import state
+    ref = produce_on_b.remote(2 * MB, 3)
+    swarm.wait([ref], timeout=120)
+    rows = [r for r in state.list_objects() if r.get("object_id") == ref.hex()]
+    assert rows and rows[0]["where"] == "shared memory" and rows[0]["node_id"] == driver.node_id("b")
+    assert rows[0]["size"] >= 2 * MB
+    del ref
+
+
 def test_memory_lists_objects(driver):
     ref = swarm.put(np.zeros(1 * MB, dtype=np.uint8))
     out = driver.cli("memory").stdout

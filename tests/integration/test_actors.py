@@ -691,3 +691,12 @@ def test_get_on_unfinished_actor_call_times_out(cluster, tmp_path):
         swarm.get(ref, timeout=0.5)
     gate.touch()
     assert swarm.get(ref, timeout=TIMEOUT) == "unblocked"
+
+
+def test_call_on_a_handle_dropped_at_once_still_runs(cluster):
+    @swarm.remote
+    class Once:
+        def value(self):
+            return 42
+    # the handle is gone right after the call is made: the call still runs, then the actor exits
+    assert swarm.get(Once.remote().value.remote(), timeout=60) == 42

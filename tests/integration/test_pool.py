@@ -128,10 +128,17 @@ def _open(path):
         pass
 
 
+def _running(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:   # gone (possibly between two looks)
+        return False
+
+
 def _all_exited(pids, timeout=TIMEOUT):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+        alive = [p for p in pids if _running(p)]
         if not alive:
             return True
         time.sleep(0.02)

@@ -684,3 +684,14 @@ def test_driver_script_sibling_module_importable_in_workers(tmp_path):
     proc = subprocess.run([sys.executable, str(app / "driver.py")], cwd=str(tmp_path), capture_output=True,
                           text=True, timeout=120)
     assert "RESULT 7" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_remote_traceback_names_the_users_file_and_line(cluster):
+    @swarm.remote
+    def fails_here():
+        raise ValueError("from the user's code")
+    with pytest.raises(swarm.exceptions.TaskError) as info:
+        swarm.get(fails_here.remote(), timeout=60)
+    text = str(info.value)
+    assert f'File "{__file__}"' in text and 'raise ValueError("from the user\'s code")' in text
+    assert "worker_main.py" not in text    # the worker's own frames are left out

@@ -140,6 +140,8 @@ class ActorHost:
                 value = [P.VALUE_ERROR, serialization.serialize(err).inband]
                 reply = [P.TASK_DONE, task_id, [value] * num_returns, time.perf_counter() - t0, []]
             except Exception as e:
+                from swarm.util import rpdb
+                rpdb.maybe_post_mortem(e)   # SWARM_DEBUG_POST_MORTEM=1 (pauses this actor's loop meanwhile)
                 reply = self.ex._error_reply(task_id, name, e, num_returns)
         try:
             conn.send(reply)

@@ -69,7 +69,7 @@ class ActorCaller:
     """This process's view of one actor."""
 
     __slots__ = ("actor_id", "info", "address", "conn", "queue", "inflight", "dead", "resolving",
-                 "creating", "entries", "terminated")
+                 "creating", "entries", "terminated", "exit_when_sent")
 
     def __init__(self, actor_id: bytes, info: dict) -> None:
         self.actor_id = actor_id
@@ -83,6 +83,7 @@ class ActorCaller:
         self.creating = False
         self.entries: dict[str, FunctionEntry] = {}
         self.terminated = False
+        self.exit_when_sent = False   # no handle is left, but calls made before are still to be sent
 
 
 class ActorSubmitter:
@@ -272,6 +273,10 @@ class ActorSubmitter:
         c = self.callers.get(actor_id)
         if c is None or c.info.get("detached") or c.terminated:
             return
+        if c.queue and c.dead is None:
+            # `A.remote().m.remote()`: calls made before the last handle went still run, then it exits
+            c.exit_when_sent = True
+            return
         c.terminated = True
         if c.conn is not None and c.dead is None:
             try:
@@ -351,6 +356,9 @@ class ActorSubmitter:
                     rec = c.inflight.get(m[1])  # type: ignore[call-overload]
                     if rec is not None:
                         rec.unsent = True
+        if c.exit_when_sent and not c.queue:
+            c.exit_when_sent = False
+            self.terminate(c.actor_id)
 
     def _resolve(self, c: ActorCaller) -> None:
         """Ask the node manager where the actor lives (waiting while it is being created)."""

@@ -168,7 +168,9 @@ class CoreWorker:
         self.transfers_in = 0
         self._callback_queue: Any = None
         self._callback_thread: threading.Thread | None = None
-        self.task_events: collections.deque = collections.deque(maxlen=CONFIG.task_events_max)
+        self._events_out: list = []            # finished since the last report to the head (≤ the ring size)
+        self._events_sent_at = 0.0
+        self._live_reported = False
         self.listen_sock = listen_sock
         self.current_task_id: bytes | None = None
         self.current_task_name: str | None = None
@@ -286,11 +288,18 @@ class CoreWorker:
             self._nm_pending.pop(req_id, None)
         return slot[1]
 
+    def control_call(self, op: str, args: list, timeout: float | None = None) -> Any:
+        """A request to the cluster's control store on the head (relayed by our node manager)."""
+        reply = self.nm_call(lambda r: [P.CONTROL, r, op, args], timeout=timeout)
+        if not reply[2]:
+            raise SwarmError(f"the control store refused {op}: {reply[3]}")
+        return reply[3]
+
     def _on_node_messages(self, conn: connection.Connection, msgs: list) -> None:
         for m in msgs:
             kind = m[0]
             if kind in (P.ALLOC_REPLY, P.PIN_REPLY, P.CLUSTER_INFO_REPLY, P.ACTOR_INFO, P.LIST_OBJECTS_REPLY,
-                        P.BUNDLE_REPLY):
+                        P.BUNDLE_REPLY, P.CONTROL_REPLY):
                 slot = self._nm_pending.get(m[1])
                 if slot is not None:
                     slot[1] = m
@@ -871,42 +880,60 @@ class CoreWorker:
         returns = done[2]
         failed = bool(returns) and returns[0][0] == P.VALUE_ERROR
         where = done[6] if len(done) > 6 else [None, None, None]
-        self.task_events.append((rec.task_id, rec.fn.name, "FAILED" if failed else "FINISHED",
-                                 done[5] if len(done) > 5 else None, done[3], where[0], where[1], where[2],
-                                 actor_id, returns[0][1] if failed else None))
+        ev = (rec.task_id, rec.fn.name, "FAILED" if failed else "FINISHED",
+              done[5] if len(done) > 5 else None, done[3], where[0], where[1], where[2],
+              actor_id, returns[0][1] if failed else None)
+        if self._report_events:
+            self._events_out.append(ev)
+            if len(self._events_out) > CONFIG.task_events_max:   # the head keeps no more than that anyway
+                del self._events_out[:len(self._events_out) // 2]
 
-    def task_rows(self, limit: int) -> list[dict]:
-        """Running and queued tasks this process submitted, then the finished ones, newest first."""
+    _report_events = CONFIG.task_events_max > 0
+
+    def report_task_events(self) -> None:
+        """Send the head what finished since the last report and what is queued or running now (the
+        cluster-wide state API reads it there). Called from the timer thread about once a second, and
+        before a state query so it sees this process's latest."""
+        if self.mode != "driver" and self.mode != "worker":
+            return
         from swarm.core.actor_submitter import ActorCallRecord
-        rows: list[dict] = []
         with self._lock:
-            seen = set()
+            out, self._events_out = self._events_out, []
+            live_rows: list[dict] = []
+            counts: dict[tuple[str, str], int] = {}
+            seen: set[int] = set()
             for rec in self.submitter.pending_returns.values():
                 if id(rec) in seen:
                     continue
                 seen.add(id(rec))
                 state = "RUNNING" if getattr(rec, "lease", None) is not None or \
                     rec.state == "sent to the actor" else "PENDING"
-                rows.append({"task_id": rec.task_id.hex(), "name": rec.fn.name, "state": state,
-                             "detail": rec.state if isinstance(rec.state, str) else "",
-                             "type": "ACTOR_TASK" if isinstance(rec, ActorCallRecord) else "NORMAL_TASK"})
-                if len(rows) >= limit:
-                    return rows
-            for ev in reversed(self.task_events):
-                task_id, name, state, start, dur, pid, node, worker, actor, err = ev
-                row = {"task_id": task_id.hex(), "name": name, "state": state, "start_time": start,
-                       "duration_s": dur, "pid": pid, "node_id": node, "worker_id": worker,
-                       "actor_id": actor.hex() if actor else None,
-                       "type": "ACTOR_TASK" if actor else "NORMAL_TASK"}
-                if err is not None:
-                    try:
-                        row["error"] = str(serialization.loads(err))
-                    except Exception:
-                        row["error"] = "(the error could not be loaded)"
-                rows.append(row)
-                if len(rows) >= limit:
-                    break
-        return rows
+                counts[(rec.fn.name, state)] = counts.get((rec.fn.name, state), 0) + 1
+                if len(live_rows) < 1000:
+                    kind = "ACTOR_TASK" if isinstance(rec, ActorCallRecord) else "NORMAL_TASK"
+                    live_rows.append({"task_id": rec.task_id.hex(), "name": rec.fn.name, "state": state,
+                                      "detail": rec.state if isinstance(rec.state, str) else "",
+                                      "type": kind, "owner_id": self.worker_id.hex()})
+        live: dict | None = None
+        if live_rows or self._live_reported:
+            live = {"rows": live_rows, "counts": [[n, s, c] for (n, s), c in counts.items()]}
+            self._live_reported = bool(live_rows)
+        if not out and live is None:
+            return
+        rows = []
+        for task_id, name, state, start, dur, pid, node, worker, actor, err in out:
+            text = None
+            if err is not None:
+                try:
+                    text = str(serialization.loads(err))
+                except Exception:
+                    text = "(the error could not be loaded)"
+            rows.append([task_id, name, state, start, dur, pid, node, worker, actor, text, self.worker_id])
+        try:
+            self.node_conn.send([P.TASK_EVENTS, self.worker_id, rows, live])
+        except (OSError, ConnectionError):
+            pass
+        self._events_sent_at = time.monotonic()
 
     # -- periodic ---------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -914,9 +941,20 @@ class CoreWorker:
             self.process_decrefs()
         with self._lock:
             self.submitter.on_tick()
+        if time.monotonic() - self._events_sent_at > 1.0 and \
+                (self._events_out or self.submitter.pending_returns or self._live_reported):
+            self.report_task_events()
 
 
-def _print_worker_lines(lines: list) -> None:
+PROGRESS_MAGIC = "__swarm_tqdm__"   # starts the bar-state lines of swarm.experimental.tqdm in tasks
+
+
+def _print_worker_lines(lines: list, _bars_done: bool = False) -> None:
+    if not _bars_done and ("swarm.experimental.tqdm" in sys.modules
+                           or any(item[2].startswith(PROGRESS_MAGIC) for item in lines)):
+        from swarm.experimental import tqdm as progress  # bar states are drawn as bars, not printed
+        progress.print_forwarded(lines, lambda rest: _print_worker_lines(rest, True))
+        return
     for stream, prefix, line in lines:
         out = sys.stderr if stream == 2 else sys.stdout
         try:
@@ -929,9 +967,16 @@ def _print_worker_lines(lines: list) -> None:
         pass
 
 
+_SWARM_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
 def format_task_exception(fn_name: str, e: BaseException, node: str, tb_obj: Any = None) -> TaskError:
-    tb = "".join(traceback.format_exception(type(e), e, tb_obj)) if tb_obj is not None else \
-        traceback.format_exc()
+    start = tb_obj if tb_obj is not None else e.__traceback__
+    # the user's frames only: the worker's own call into the task is noise in every traceback
+    while start is not None and start.tb_next is not None and \
+            start.tb_frame.f_code.co_filename.startswith(_SWARM_DIR):
+        start = start.tb_next
+    tb = "".join(traceback.format_exception(type(e), e, start))
     cause: BaseException | None = e
     cause_class: type | None = type(e)
     try:  # the owner must be able to rebuild it: custom __init__ signatures often cannot be

@@ -82,6 +82,13 @@ BUNDLE_REPLY = 63     # [kind, req_id, ok, message]
 WAIT_EDGES = 64       # [kind, actor_id, worker_id, [awaited actor ids]]   an actor blocked in get (head)
 DEADLOCK = 65         # [kind, worker_id, message]                  head -> the blocked actors' workers
 LIST_ACTORS = 66      # [kind, req_id] -> LIST_OBJECTS_REPLY [kind, req_id, [actor info, ...]] (head)
+CONTROL = 67          # [kind, req_id, op, args]  a control-store request (head; other nodes relay it)
+CONTROL_REPLY = 68    # [kind, req_id, ok, result | error text]
+TASK_EVENTS = 69      # [kind, owner_id, [finished row, ...], [live row, ...] | None]   owner -> head
+# worker logs (node/log_service.py): any node manager answers about its own workers and log files
+LIST_WORKERS = 70     # [kind, req_id] -> LOGS_REPLY with {node_id, workers: [...], files: [{name, size}]}
+READ_LOG = 71         # [kind, req_id, file name, offset, max_bytes, task_id hex | None, inside_task]
+LOGS_REPLY = 72       # [kind, req_id, result | None, error text]  (READ_LOG: {data, offset, size, live, ...})
 LIST_OBJECTS = 47     # [kind, req_id]
 LIST_OBJECTS_REPLY = 48  # [kind, req_id, [object description, ...]]
 

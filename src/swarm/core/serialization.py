@@ -17,6 +17,7 @@ from __future__ import annotations
 import pickle
 import struct
 import threading
+import types
 from typing import Any
 
 import cloudpickle
@@ -128,8 +129,64 @@ def loads_shm(mv: memoryview) -> Any:
 
 
 def dumps_function(fn: Any, name: str) -> bytes:
+    """A function or class, pickled once (by value when it is not importable). cloudpickle names the
+    code it ships ``<dynamic-code>``; the real file is restored on load so remote tracebacks and pdb
+    show file, line and source."""
     try:
-        return cloudpickle.dumps(fn, protocol=5)
+        filename = _source_file(fn)
+        return cloudpickle.dumps(_WithFilename(fn, filename) if filename else fn, protocol=5)
     except Exception as e:
         from swarm.core.pickle_inspect import describe_unpicklable
         raise SerializationError(describe_unpicklable(fn, name, e)) from None
+
+
+_DYNAMIC = "<dynamic-code>"
+
+
+def _code_objects_of(obj: Any) -> list:
+    """The functions whose code a shipped function or class carries (methods, static/class methods,
+    properties)."""
+    if isinstance(obj, types.FunctionType):
+        return [obj]
+    out: list = []
+    if isinstance(obj, type):
+        for value in vars(obj).values():
+            if isinstance(value, staticmethod | classmethod):
+                value = value.__func__
+            if isinstance(value, property):
+                out.extend(f for f in (value.fget, value.fset, value.fdel)
+                           if isinstance(f, types.FunctionType))
+            elif isinstance(value, types.FunctionType):
+                out.append(value)
+    return out
+
+
+def _source_file(obj: Any) -> str | None:
+    for f in _code_objects_of(obj):
+        name = f.__code__.co_filename
+        if name and not name.startswith("<"):
+            return name
+    return None
+
+
+def _refile(code: types.CodeType, filename: str) -> types.CodeType:
+    consts = tuple(_refile(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
+
+
+def _restore_filename(obj: Any, filename: str) -> Any:
+    for f in _code_objects_of(obj):
+        if f.__code__.co_filename == _DYNAMIC:
+            f.__code__ = _refile(f.__code__, filename)
+    return obj
+
+
+class _WithFilename:
+    """Pickles as ``_restore_filename(obj, filename)``: the object comes back with its code's file."""
+
+    def __init__(self, obj: Any, filename: str) -> None:
+        self.obj = obj
+        self.filename = filename
+
+    def __reduce__(self) -> tuple:
+        return _restore_filename, (self.obj, self.filename)

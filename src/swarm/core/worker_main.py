@@ -22,30 +22,40 @@ import sys
 import time
 from typing import Any
 
+from swarm._runtime_env import RuntimeEnvFunction
 from swarm.core import core_worker, protocol as P, serialization
 from swarm.core.submitter import EMPTY_ARGS
 from swarm.exceptions import SerializationError, SwarmError, TaskCancelledError
+from swarm.util import rpdb
 
 TAG = "\x1e"
 
 
 class TaggedStream(io.TextIOBase):
-    """stdout/stderr of a worker: before the first output of a new task, a tag line names the task,
-    so the node manager can prefix every line with where it came from."""
+    """stdout/stderr of a worker: before the first output of a new task, a tag line names the task
+    (``TAG name \\x1f task id``), so the node manager can prefix every line with where it came from and
+    mark in the log file where each task's output begins (``node/log_service.py``). The task id is
+    read here, when something is written, so tasks that print nothing cost nothing."""
+
+    core: Any = None   # the worker's core worker, once it exists (its current_task_id)
 
     def __init__(self, fd: int) -> None:
         self._raw = open(fd, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")
         self.tag = "worker"
         self._emitted: str | None = None
+        self._emitted_task: bytes | None = None
         self._open_line = False
 
     def write(self, s: str) -> int:
         if not s:
             return 0
-        if self.tag != self._emitted:
+        task = self.core.current_task_id if self.core is not None else None
+        if self.tag != self._emitted or task != self._emitted_task:
             # an unfinished line of the previous task is ended first, or the tag would join it
-            self._raw.write(("\n" if self._open_line else "") + TAG + self.tag + "\n")
+            self._raw.write(("\n" if self._open_line else "") + TAG + self.tag
+                            + ("\x1f" + task.hex() if task else "") + "\n")
             self._emitted = self.tag
+            self._emitted_task = task
         self._open_line = not s.endswith("\n")
         return self._raw.write(s)
 
@@ -165,6 +175,8 @@ class TaskExecutor:
                 return self._error_reply(task_id, fn_name, fn.error, num_returns)
             self._set_gpus(gpu_ids)
             self._set_tag(fn_name)
+            if type(fn) is RuntimeEnvFunction:   # set its environment up before its arguments are read
+                return fn.run(self, fn_name, task_id, args_blob, resolved, num_returns)
             return self.invoke(fn, fn_name, task_id, args_blob, resolved, num_returns)
         if kind == P.ACTOR_TASK:
             return self.actors.call(conn, msg)
@@ -252,6 +264,7 @@ class TaskExecutor:
             del args, kwargs
             returns = self._store_returns(task_id, fn_name, result, num_returns, contained)
         except Exception as e:
+            rpdb.maybe_post_mortem(e)   # SWARM_DEBUG_POST_MORTEM=1: a `swarm debug` session first
             err = core_worker.format_task_exception(fn_name, e, core.node_id)
             data = serialization.serialize(err).inband
             returns = [[P.VALUE_ERROR, data]] * num_returns
@@ -302,11 +315,13 @@ def run_worker(opts: dict) -> None:
     listener = socket.socket(fileno=opts["listen_fd"])
     sys.stdout = TaggedStream(1)
     sys.stderr = TaggedStream(2)
+    sys.breakpointhook = rpdb.breakpointhook   # breakpoint() in a task waits for `swarm debug`
     core = core_worker.CoreWorker(
         mode="worker", worker_id=opts["worker_id"], node_sock=ctl, arena_fd=opts["arena_fd"],
         token=opts["token"], listen_sock=listener, address=opts["address"],
         node_info={"node_id": opts["node_id"], "session_dir": opts["session_dir"],
                    "transfer_address": opts.get("transfer_address"), "capacity": opts["capacity"]})
+    TaggedStream.core = core
     executor = TaskExecutor(core)
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued

@@ -25,11 +25,12 @@ class NodeEntry:
     last_seen: float = 0.0
     is_head: bool = False
     transfer_address: str | None = None
+    stats: dict | None = None     # what the node last said about its load (store, workers, cpu, memory)
 
     def public(self) -> dict:
         return {"node_id": self.node_id, "address": self.address, "total": self.total,
                 "available": self.available, "node_ip": self.node_ip, "alive": self.alive,
-                "is_head": self.is_head, "transfer_address": self.transfer_address}
+                "is_head": self.is_head, "transfer_address": self.transfer_address, "stats": self.stats}
 
 
 class NodeTable:
@@ -43,12 +44,15 @@ class NodeTable:
         entry.last_seen = time.monotonic() if now is None else now
         self.nodes[entry.node_id] = entry
 
-    def heartbeat(self, node_id: str, available: dict, now: float | None = None) -> bool:
+    def heartbeat(self, node_id: str, available: dict, now: float | None = None,
+                  stats: dict | None = None) -> bool:
         """False when the node is unknown or was declared dead: it must join again as a new node."""
         e = self.nodes.get(node_id)
         if e is None or not e.alive:
             return False
         e.available = available
+        if stats is not None:
+            e.stats = stats
         e.last_seen = time.monotonic() if now is None else now
         return True
 

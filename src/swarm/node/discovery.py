@@ -59,7 +59,7 @@ def live_nodes() -> list[dict]:
                 info = json.load(f)
         except (OSError, ValueError):
             continue
-        if not psutil.pid_exists(info.get("pid", -1)):
+        if not _running(info.get("pid", -1)):
             try:
                 os.unlink(path)
             except OSError:
@@ -67,6 +67,48 @@ def live_nodes() -> list[dict]:
             continue
         info["file"] = path
         out.append(info)
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed node manager whose parent has not reaped it yet is gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def write_local_cluster(session_dir: str, node_id: str, unix_address: str, token: bytes, pid: int) -> None:
+    """A cluster that ``init()`` started (not ``swarm start``) leaves its address and token in its
+    session directory, readable only by its user, so ``swarm`` commands on this machine can find it
+    (``swarm list``, ``swarm logs``); both go away with the session directory."""
+    token_file = os.path.join(session_dir, "cluster_token")
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(token)
+    fd = os.open(os.path.join(session_dir, "cluster.json"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"node_id": node_id, "unix_address": unix_address, "pid": pid, "driver_pid": os.getpid(),
+                   "token_file": token_file, "session_dir": session_dir}, f)
+
+
+def local_clusters() -> list[dict]:
+    """Running clusters that ``init()`` started on this machine, oldest first."""
+    out = []
+    try:
+        names = sorted(os.listdir(CONFIG.temp_dir))   # session dir names begin with their start time
+    except OSError:
+        return []
+    for name in names:
+        if not name.startswith("session_"):
+            continue
+        try:
+            with open(os.path.join(CONFIG.temp_dir, name, "cluster.json")) as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if _running(info.get("pid", -1)):
+            out.append(info)
     return out
 
 

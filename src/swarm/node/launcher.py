@@ -13,6 +13,7 @@ import psutil
 
 from swarm._config import CONFIG
 from swarm.core import connection, protocol as P
+from swarm.exceptions import SwarmError
 
 
 def default_object_store_memory() -> int:
@@ -73,6 +74,9 @@ def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
         proc.kill()
         proc.wait()
         import shutil
+        if line.startswith(b"ERROR "):
+            shutil.rmtree(opts["session_dir"], ignore_errors=True)
+            raise SwarmError(line[6:].decode().strip())
         log_path = os.path.join(opts["session_dir"], "logs", "node_manager.log")
         detail = ""
         try:

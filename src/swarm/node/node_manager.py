@@ -32,14 +32,18 @@ from typing import Any
 import psutil
 
 from swarm._config import CONFIG
+from swarm.control.storage import MemoryStorage, open_storage
+from swarm.control.store import ControlStore
 from swarm.core import connection, protocol as P
+from swarm.exceptions import SwarmError
 from swarm.node import cluster, process
 from swarm.node.arena import Allocator, create_memfd
+from swarm.node.log_service import LogService
 from swarm.node.resources import Grant, Infeasible, LeaseRequest, LeaseScheduler, StartWorker
 
 log = logging.getLogger("swarm.node")
 
-TAG = "\x1e"          # a worker writes TAG + task name + "\n" before output of a new task
+TAG = "\x1e"          # a worker writes TAG + name [+ "\x1f" + task id] + "\n" before output of a new task
 STDERR_TAIL_LINES = 20
 
 
@@ -65,7 +69,7 @@ class Client:
 class Worker:
     __slots__ = ("worker_id", "pid", "address", "client", "out_fd", "err_fd", "files", "partial",
                  "tag", "stderr_tail", "ready", "idle_since", "killed_reason", "actor_id", "oom",
-                 "no_restart")
+                 "no_restart", "detached")
 
     def __init__(self, worker_id: bytes, pid: int, address: str) -> None:
         self.worker_id = worker_id
@@ -84,6 +88,7 @@ class Worker:
         self.actor_id: bytes | None = None
         self.oom = False
         self.no_restart = False
+        self.detached = False
 
 
 class StoredObject:
@@ -146,7 +151,12 @@ class NodeManager:
         self.handshakes: dict[socket.socket, tuple] = {}   # connections still proving the token
         self.wait_edges: dict[bytes, tuple] = {}       # actor -> (worker, via node link, awaited actors)
         self.spread_counter = 0
-        self.actors: dict[bytes, dict] = {}
+        storage = open_storage(opts.get("storage")) if self.is_head else MemoryStorage()
+        self.control = ControlStore(storage, int(opts.get("task_events_max", CONFIG.task_events_max)))
+        self.actors = self.control.actors      # the actor directory (complete on the head only)
+        self.head_outbox: list[list] = []      # for the head while it is away (it comes back, or we stop)
+        self.process = psutil.Process()
+        self.lease_latency = LatencyHistogram()    # lease request → grant, reported with the node's stats
         self.actor_causes: dict[bytes, str] = {}   # what an actor said before it exited
         self.gone_owners: set[bytes] = set()
         self.relays: dict[int, tuple[Client, int]] = {}
@@ -155,6 +165,7 @@ class NodeManager:
         self.actor_waiters: dict[bytes, list] = {}
         self.logs_dir = os.path.join(self.session_dir, "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
+        self.log_service = LogService(self)   # LIST_WORKERS / READ_LOG, task markers in worker logs
 
     # -- start / stop ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -181,9 +192,13 @@ class NodeManager:
         if self.tcp_address is not None:
             self._start_object_server()
         if self.is_head:
-            self.node_table.register(cluster.NodeEntry(
-                self.node_id, self.tcp_address or self.address, self._total_public(),
-                dict(self.scheduler.available), self.opts.get("node_ip") or "127.0.0.1", is_head=True))
+            if self.control.storage.persistent:
+                self._load_control_store()
+            me = cluster.NodeEntry(self.node_id, self.tcp_address or self.address, self._total_public(),
+                                   dict(self.scheduler.available), self.opts.get("node_ip") or "127.0.0.1",
+                                   is_head=True, transfer_address=self.transfer_address)
+            self.node_table.register(me)
+            self.control.node_changed(node_record(me))
         else:
             self._connect_head()
         gc.freeze()
@@ -196,6 +211,40 @@ class NodeManager:
         total = dict(self.total_resources)
         total.update({k: v for k, v in self.scheduler.total.items() if "_group_" in k})
         return total
+
+    def _load_control_store(self) -> None:
+        """A head started on a persistent store that already holds a cluster: take it back. Nodes that
+        were alive get a grace period to reconnect (they retry on their own); the previous head node is
+        gone, and so are the actors that lived on it."""
+        self.control.storage.check_token(self.token)
+        records, names = self.control.load()
+        self.actor_names.update(names)
+        grace = self.opts.get("node_timeout_s", CONFIG.node_timeout_s) * 2
+        for r in records:
+            entry = cluster.NodeEntry(r["node_id"], r["address"], r["total"], dict(r["total"]), r["node_ip"],
+                                      alive=r["alive"], is_head=False,
+                                      transfer_address=r.get("transfer_address"))
+            self.node_table.register(entry, now=time.monotonic() + grace)
+            if r.get("is_head") and r["alive"]:
+                entry.alive = False
+                self.control.node_changed(node_record(entry))
+        dead_nodes = {n for n, e in self.node_table.nodes.items() if not e.alive}
+        for a in self.actors.values():
+            if a.get("state") != "DEAD" and a.get("node_id") in dead_nodes:
+                a.update(state="DEAD",
+                         death_cause=f"its node {a['node_id']} was gone when the head restarted")
+                self._forget_name(a)
+        self.view = self.node_table.view()
+        log.info("control store loaded from %s: %d nodes, %d actors, %d KV namespaces",
+                 self.control.storage.url, len(records), len(self.actors), len(self.control.kv.data))
+
+    def _send_head(self, msg: list) -> None:
+        """To the head, or — while it is away — kept and sent when it is back (bounded: a node without
+        its head stops after head_reconnect_s)."""
+        if self.head_link is not None:
+            self._send(self.head_link, msg)
+        elif len(self.head_outbox) < 100_000:
+            self.head_outbox.append(msg)
 
     def _connect_head(self) -> bool:
         try:
@@ -214,8 +263,12 @@ class NodeManager:
         self.head_link = client
         self.head_lost_since = None
         self.head_heard = time.monotonic()
+        live_actors = [w.actor_id for w in self.workers.values() if w.actor_id is not None]
         self._send(client, [P.REGISTER_NODE, self.node_id, self.tcp_address, self._total_public(),
-                            self.opts.get("node_ip") or "127.0.0.1", self.transfer_address])
+                            self.opts.get("node_ip") or "127.0.0.1", self.transfer_address, live_actors])
+        outbox, self.head_outbox = self.head_outbox, []
+        for msg in outbox:
+            self._send(client, msg)
         return True
 
     def _cluster_tick(self) -> None:
@@ -230,6 +283,7 @@ class NodeManager:
             if me is not None:
                 me.available = avail
                 me.last_seen = time.monotonic()
+                me.stats = self._node_stats()
             for dead in self.node_table.expire():
                 self._node_died(dead.node_id, f"it missed heartbeats for {self.node_table.timeout_s:g} s")
             self.view = self.node_table.view()
@@ -241,7 +295,7 @@ class NodeManager:
                 log.warning("the head has not answered for %.0f s", timeout)
                 self._drop_client(self.head_link)
             else:
-                self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail])
+                self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail, self._node_stats()])
         else:
             lost = time.monotonic() - (self.head_lost_since or time.monotonic())
             if lost > self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s):
@@ -254,6 +308,8 @@ class NodeManager:
         log.warning("node %s is dead: %s", node_id, cause)
         entry = self.node_table.nodes.get(node_id)
         transfer = entry.transfer_address if entry is not None else None
+        if entry is not None:
+            self.control.node_changed(node_record(entry))
         for c in list(self.clients.values()):
             if c.node_id is not None or c.worker_id is not None:
                 self._send(c, [P.NODE_DIED, node_id, cause, transfer])
@@ -336,9 +392,14 @@ class NodeManager:
                     self._cluster_tick()
                 except Exception:
                     log.exception("cluster bookkeeping failed")
+            self.control.flush()
         self.teardown()
 
     def teardown(self) -> None:
+        try:
+            self.control.close()
+        except Exception:
+            log.exception("could not write the control store")
         if getattr(self, "object_server_pid", None):
             try:
                 os.kill(self.object_server_pid, signal.SIGKILL)
@@ -531,6 +592,7 @@ class NodeManager:
         text, code, sig = process.describe_exit(status)
         self.workers.pop(w.worker_id, None)
         actor_cause = self._actor_died(w, text) if w.actor_id is not None else None
+        self.log_service.worker_exited(w, text)
         if w.client is not None:
             self._drop_client(w.client)
         if not w.ready:
@@ -597,8 +659,10 @@ class NodeManager:
         f = w.files.get(stream)
         for raw in lines:
             line = raw.decode("utf-8", "replace")
-            if line.startswith(TAG):
-                w.tag[stream] = line[1:]
+            if line.startswith(TAG):   # a new task: marked in the file (for `swarm logs --task`), not sent
+                w.tag[stream], marker = self.log_service.on_tag(w.worker_id, stream, line)
+                if f is not None and marker:
+                    f.write(marker)
                 continue
             if f is not None:
                 f.write(raw + b"\n")
@@ -624,6 +688,7 @@ class NodeManager:
                 os.replace(f"{path}.{i}", f"{path}.{i + 1}")
         os.replace(path, f"{path}.1")
         w.files[stream] = open(path, "ab")
+        w.files[stream].write(self.log_service.current_marker(w.worker_id, stream, w.tag[stream]))
 
     # -- clients ----------------------------------------------------------------------------------
     def _accept(self, listener: socket.socket) -> None:
@@ -725,8 +790,9 @@ class NodeManager:
             del self.by_worker_id[client.worker_id]
             if self.is_head:
                 self.gone_owners.add(client.worker_id)
-            elif self.head_link is not None:
-                self._send(self.head_link, [P.CLIENT_GONE, client.worker_id])
+                self.control.tasks.owner_gone(client.worker_id)
+            else:
+                self._send_head([P.CLIENT_GONE, client.worker_id])
         for oid, n in client.pins.items():
             obj = self.objects.get(oid)
             if obj is not None:
@@ -743,7 +809,7 @@ class NodeManager:
         for wid in self.scheduler.client_gone(client):
             w = self.workers.get(wid)
             if w is not None and w.actor_id is not None:
-                if self.actors[w.actor_id].get("detached"):
+                if w.detached:
                     self.scheduler.leases[wid][0].client = None   # it outlives its creator
                 else:
                     self._kill(w, f"its owner (the process that created it, pid {client.pid}) exited")
@@ -765,6 +831,7 @@ class NodeManager:
                 w = self.workers.get(a.worker_id)
                 if w is None:
                     continue
+                self.lease_latency.observe(time.monotonic() - a.request.created)
                 self._send(a.request.client, [P.LEASE_GRANTED, a.request.req_id, a.worker_id, w.address,
                                               a.gpu_ids, self.node_id])
             elif isinstance(a, Infeasible):
@@ -877,6 +944,17 @@ class NodeManager:
             self._send(c, [P.CLUSTER_INFO_REPLY, 0, self._info()])
         elif kind == P.CLUSTER_INFO:
             self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
+        elif kind == P.CONTROL:
+            self._control_request(c, msg)
+        elif kind == P.CONTROL_REPLY and c.is_head_link:
+            asker = self.relays.pop(msg[1], None)
+            if asker is not None:
+                self._send(asker[0], [P.CONTROL_REPLY, asker[1], msg[2], msg[3]])
+        elif kind == P.TASK_EVENTS:
+            if self.is_head:
+                self.control.task_events(msg[1], msg[2], msg[3])
+            else:
+                self._send_head(msg)
         elif kind == P.LIST_ACTORS:
             if self.is_head or self.head_link is None:
                 self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], list(self.actors.values())])
@@ -913,6 +991,8 @@ class NodeManager:
             if c.worker_id is None:
                 c.worker_id = msg[1]
                 self.by_worker_id.setdefault(msg[1], c)
+        elif kind in (P.LIST_WORKERS, P.READ_LOG):
+            self._send(c, self.log_service.handle(msg))
         elif kind == P.SHUTDOWN:
             self._stop("asked to shut down")
         else:
@@ -923,20 +1003,31 @@ class NodeManager:
         if kind in (P.NODE_VIEW, P.NODE_DIED, P.NODE_REJECTED) and not c.is_head_link:
             raise ValueError(f"message kind {kind} comes only from the head")
         if kind == P.REGISTER_NODE and self.is_head:
-            _, node_id, address, total, node_ip, transfer_address = msg
+            _, node_id, address, total, node_ip, transfer_address = msg[:6]
+            live_actors = set(msg[6]) if len(msg) > 6 else None
             known = self.node_table.nodes.get(node_id)
             if known is not None and not known.alive:   # its work was already redone elsewhere
                 self._send(c, [P.NODE_REJECTED, f"node {node_id} was declared dead; start it again to "
                                                 f"join as a new node"])
                 return
             c.node_id = node_id
-            self.node_table.register(cluster.NodeEntry(node_id, address, total, dict(total), node_ip,
-                                                       transfer_address=transfer_address))
+            entry = cluster.NodeEntry(node_id, address, total, dict(total), node_ip,
+                                      transfer_address=transfer_address)
+            self.node_table.register(entry)
+            self.control.node_changed(node_record(entry))
+            if known is not None and live_actors is not None:   # back after a head restart
+                for actor_id, a in list(self.actors.items()):
+                    if a.get("node_id") == node_id and a.get("state") == "ALIVE" and \
+                            actor_id not in live_actors:
+                        a.update(state="DEAD", death_cause="its worker was gone when its node reconnected "
+                                                           "to the restarted head")
+                        self._forget_name(a)
+                        self._notify_actor_waiters(actor_id)
             self.view = self.node_table.view()
             self._send(c, [P.NODE_VIEW, self.view])
             self._reroute_parked()
         elif kind == P.HEARTBEAT and self.is_head:
-            if self.node_table.heartbeat(msg[1], msg[2]):
+            if self.node_table.heartbeat(msg[1], msg[2], stats=msg[3] if len(msg) > 3 else None):
                 self._send(c, [P.NODE_VIEW, self.view])
             else:
                 self._send(c, [P.NODE_REJECTED, "the head declared this node dead; start it again to rejoin"])
@@ -954,6 +1045,18 @@ class NodeManager:
         elif kind == P.NODE_REJECTED:
             self._stop(msg[1])
 
+    def _control_request(self, c: Client, msg: list) -> None:
+        """[CONTROL, req_id, op, args]: answered by the head's control store; other nodes relay it."""
+        if not self.is_head:
+            relay_id = next(self.relay_ids)
+            self.relays[relay_id] = (c, msg[1])
+            self._send_head([P.CONTROL, relay_id, msg[2], msg[3]])
+            return
+        try:
+            self._send(c, [P.CONTROL_REPLY, msg[1], True, self.control.handle(msg[2], msg[3])])
+        except Exception as e:
+            self._send(c, [P.CONTROL_REPLY, msg[1], False, f"{type(e).__name__}: {e}"])
+
     def _forward_node_died(self, node_id: str, cause: str, transfer: str | None) -> None:
         for c in list(self.clients.values()):
             if c.worker_id is not None and not c.is_head_link:
@@ -967,7 +1070,8 @@ class NodeManager:
         if not self.is_head and not c.is_head_link:
             if kind == P.ACTOR_BIND:
                 self._bind_local_worker(msg[1], msg[2], msg[3])
-                info = dict(msg[3], node_id=self.node_id)
+                bound = self.workers.get(msg[2])
+                info = dict(msg[3], node_id=self.node_id, pid=bound.pid if bound is not None else None)
                 msg = [P.ACTOR_BIND, msg[1], msg[2], info]
             elif kind == P.ACTOR_DEAD:
                 self.actor_causes[msg[1]] = msg[2]
@@ -977,11 +1081,7 @@ class NodeManager:
                 relay_id = next(self.relay_ids)
                 self.relays[relay_id] = (c, msg[1])
                 msg = [kind, relay_id, *msg[2:]]
-            if self.head_link is not None:
-                self._send(self.head_link, msg)
-            elif kind in (P.REGISTER_ACTOR, P.GET_ACTOR):
-                self.relays.pop(msg[1], None)
-                self._send(c, [P.ACTOR_INFO, msg[1], None])
+            self._send_head(msg)   # (while the head is away, the asker waits: bounded by its own deadline)
             return
         if kind == P.ACTOR_INFO:           # a relayed reply from the head
             asker = self.relays.pop(msg[1], None)
@@ -1030,7 +1130,7 @@ class NodeManager:
                 self._bind_local_worker(actor_id, worker_id, info)
                 a.update(pid=w.pid, node_id=self.node_id)
             else:
-                a["node_id"] = c.node_id
+                a.update(node_id=c.node_id, pid=info.get("pid"))
             if a.get("state") == "RESTARTING":
                 a["num_restarts"] = a.get("num_restarts", 0) + 1
             a.update(state="ALIVE", address=info.get("address"), worker_id=worker_id)
@@ -1130,6 +1230,7 @@ class NodeManager:
         w = self.workers.get(worker_id)
         if w is not None:
             w.actor_id = actor_id
+            w.detached = bool(info.get("detached"))
             w.tag = {1: info["class_name"], 2: info["class_name"]}
 
     def _kill(self, w: Worker, reason: str) -> None:
@@ -1149,8 +1250,8 @@ class NodeManager:
                 cause += "; last lines it wrote to stderr:\n" + tail
         if self.is_head:
             self._actor_state_after_death(w.actor_id, cause, w.no_restart)  # type: ignore[arg-type]
-        elif self.head_link is not None:
-            self._send(self.head_link, [P.ACTOR_EXITED, w.actor_id, cause, w.no_restart])
+        else:
+            self._send_head([P.ACTOR_EXITED, w.actor_id, cause, w.no_restart])
         return cause
 
     def _actor_state_after_death(self, actor_id: bytes, cause: str, no_restart: bool) -> None:
@@ -1269,6 +1370,21 @@ class NodeManager:
                 f"(largest: {held or 'none'}); drop references to objects you no longer need or start "
                 f"swarm with a larger object_store_memory")
 
+    def _node_stats(self) -> dict:
+        """This node's load, sent with every heartbeat (the dashboard and metrics read it on the head)."""
+        mem = psutil.virtual_memory()
+        actors = sum(1 for w in self.workers.values() if w.actor_id is not None)
+        rss = self.process.memory_info().rss
+        return {"time": time.time(), "cpu_percent": psutil.cpu_percent(interval=None),
+                "mem_total": mem.total, "mem_used": mem.total - mem.available,
+                "store_capacity": self.allocator.capacity, "store_used": self.allocator.used,
+                "store_objects": len(self.objects), "spilled_bytes": self.spilled_bytes,
+                "spilled_objects": self.spill_count, "restored_objects": self.restore_count,
+                "workers": len(self.workers), "workers_leased": len(self.scheduler.leases),
+                "workers_actors": actors, "node_manager_rss": rss,
+                "pending_leases": len(self.scheduler.queue) + len(self.parked),
+                "lease_latency": self.lease_latency.snapshot()}
+
     def _info(self) -> dict:
         avail = dict(self.scheduler.available)
         avail["object_store_memory"] = float(self.allocator.capacity - self.allocator.used)
@@ -1287,6 +1403,34 @@ class NodeManager:
                 "transfer_address": self.transfer_address,
                 "head": self.opts.get("head", True), "actors": sum(1 for a in self.actors.values()
                                                                   if a.get("state") != "DEAD")}
+
+
+class LatencyHistogram:
+    """Cumulative counts of how long lease requests waited for a worker (Prometheus-style buckets)."""
+
+    BOUNDS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.sum += seconds
+        for i, bound in enumerate(self.BOUNDS):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def snapshot(self) -> dict:
+        """{"bounds": [...], "counts": per bucket (last: above every bound), "sum": s, "count": n}"""
+        return {"bounds": list(self.BOUNDS), "counts": list(self.counts), "sum": self.sum,
+                "count": sum(self.counts)}
+
+
+def node_record(e: cluster.NodeEntry) -> dict:
+    """What the control store keeps of a node (not its moment-to-moment availability)."""
+    return {k: v for k, v in e.public().items() if k != "available"}
 
 
 def boot_id() -> str:
@@ -1310,8 +1454,13 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open(os.path.join(opts["session_dir"], "node_manager.pid"), "w") as f:
         f.write(str(os.getpid()))   # so a session left by a SIGKILLed node manager can be recognised
-    nm = NodeManager(opts)
-    nm.start()
+    try:
+        nm = NodeManager(opts)
+        nm.start()
+    except SwarmError as e:   # a wrong setting (e.g. an unreachable --storage): said in one line
+        sys.stdout.write(f"ERROR {e}\n")
+        sys.stdout.flush()
+        sys.exit(1)
     # Tell the parent we are ready, then stop writing to its pipe.
     sys.stdout.write(f"READY {nm.tcp_address or nm.address}\n")
     sys.stdout.flush()

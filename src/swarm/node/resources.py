@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from typing import Iterable
 
 EPS = 1e-9
@@ -25,6 +26,7 @@ class LeaseRequest:
     shape: dict[str, float]
     fn_name: str = ""
     strategy: dict | None = None
+    created: float = dataclasses.field(default_factory=time.monotonic)   # for the scheduling latency
 
 
 @dataclasses.dataclass

@@ -5,6 +5,8 @@
     Executor (concurrent.futures) ──▶ tasks; futures from refs      (util/executor.py)
     ActorPool, Queue ──▶ actors                                     (util/actor_pool.py, util/queue.py)
     dask scheduler ──▶ one task per graph key, values in the store  (util/dask.py)
+    as_completed(refs) ──▶ refs as they finish (wait)                (util/completion.py)
+    pdb.set_trace() / breakpoint() in a task ──▶ `swarm debug`       (util/rpdb.py)
 
 Submodules load lazily so ``import swarm`` stays fast.
 """
@@ -17,7 +19,9 @@ from typing import Any
 
 _PG = "swarm.util.placement_group"
 _LAZY = {"ActorPool": "swarm.util.actor_pool", "Queue": "swarm.util.queue", "Executor": "swarm.util.executor",
-         "placement_group": _PG, "remove_placement_group": _PG, "PlacementGroup": _PG}
+         "placement_group": _PG, "remove_placement_group": _PG, "PlacementGroup": _PG,
+         "as_completed": "swarm.util.completion"}
+_LAZY_MODULES = {"pdb": "swarm.util.rpdb", "rpdb": "swarm.util.rpdb"}   # swarm.util.pdb, as ray.util.pdb
 
 
 def get_node_ip_address() -> str:
@@ -33,6 +37,8 @@ def get_node_ip_address() -> str:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'swarm.util' has no attribute {name!r}")
@@ -40,4 +46,4 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["ActorPool", "Queue", "Executor", "get_node_ip_address", "placement_group",
-           "remove_placement_group", "PlacementGroup"]
+           "remove_placement_group", "PlacementGroup", "as_completed"]
