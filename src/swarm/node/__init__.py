@@ -5,6 +5,9 @@
                             ├─ arena.Allocator            the shared-memory arena (pure) + spilling
                             ├─ cluster.NodeTable / route  cluster view, spillback, bundles (pure)
                             ├─ process.fork_worker        workers forked from this process
+                            ├─ actor_directory            actors: the head's directory, deadlocks
+                            ├─ log_service                workers' log files, read by id from anywhere
+                            ├─ control.ControlStore       (head) KV, task history, persistent tables
                             └─ object_server              streams objects to other nodes
     launcher / discovery: start a node manager, find a running cluster and its token.
 """

@@ -37,8 +37,10 @@ from swarm.control.store import ControlStore
 from swarm.core import connection, protocol as P
 from swarm.exceptions import SwarmError
 from swarm.node import cluster, process
+from swarm.node.actor_directory import ActorDirectory
 from swarm.node.arena import Allocator, create_memfd
 from swarm.node.log_service import LogService
+from swarm.node.membership import Membership, node_record
 from swarm.node.resources import Grant, Infeasible, LeaseRequest, LeaseScheduler, StartWorker
 
 log = logging.getLogger("swarm.node")
@@ -141,28 +143,17 @@ class NodeManager:
         self.had_driver = False
         self.worker_counter = 0
         self.is_head = bool(opts.get("head", True))
-        self.node_table = cluster.NodeTable(opts.get("node_timeout_s", CONFIG.node_timeout_s))
-        self.view: list[dict] = []
-        self.head_link: Client | None = None
-        self.head_lost_since: float | None = None
-        self.head_heard = time.monotonic()
-        self.parked: list[LeaseRequest] = []      # fits no alive node yet (cluster): waits for one
         self.bundle_holders: dict[str, Client] = {}   # placement group -> who reserved it here
         self.handshakes: dict[socket.socket, tuple] = {}   # connections still proving the token
-        self.wait_edges: dict[bytes, tuple] = {}       # actor -> (worker, via node link, awaited actors)
-        self.spread_counter = 0
         storage = open_storage(opts.get("storage")) if self.is_head else MemoryStorage()
         self.control = ControlStore(storage, int(opts.get("task_events_max", CONFIG.task_events_max)))
         self.actors = self.control.actors      # the actor directory (complete on the head only)
-        self.head_outbox: list[list] = []      # for the head while it is away (it comes back, or we stop)
+        self.directory = ActorDirectory(self, self.actors)
+        self.cluster = Membership(self)
         self.process = psutil.Process()
         self.lease_latency = LatencyHistogram()    # lease request → grant, reported with the node's stats
-        self.actor_causes: dict[bytes, str] = {}   # what an actor said before it exited
-        self.gone_owners: set[bytes] = set()
         self.relays: dict[int, tuple[Client, int]] = {}
         self.relay_ids = itertools.count(1)
-        self.actor_names: dict[tuple[str, str], bytes] = {}
-        self.actor_waiters: dict[bytes, list] = {}
         self.logs_dir = os.path.join(self.session_dir, "logs")
         os.makedirs(self.logs_dir, exist_ok=True)
         self.log_service = LogService(self)   # LIST_WORKERS / READ_LOG, task markers in worker logs
@@ -193,14 +184,14 @@ class NodeManager:
             self._start_object_server()
         if self.is_head:
             if self.control.storage.persistent:
-                self._load_control_store()
+                self.cluster.load_control_store()
             me = cluster.NodeEntry(self.node_id, self.tcp_address or self.address, self._total_public(),
                                    dict(self.scheduler.available), self.opts.get("node_ip") or "127.0.0.1",
                                    is_head=True, transfer_address=self.transfer_address)
-            self.node_table.register(me)
+            self.cluster.node_table.register(me)
             self.control.node_changed(node_record(me))
         else:
-            self._connect_head()
+            self.cluster.connect_head()
         gc.freeze()
         for _ in range(self.num_cpus):
             self.scheduler.starting += 1
@@ -211,147 +202,6 @@ class NodeManager:
         total = dict(self.total_resources)
         total.update({k: v for k, v in self.scheduler.total.items() if "_group_" in k})
         return total
-
-    def _load_control_store(self) -> None:
-        """A head started on a persistent store that already holds a cluster: take it back. Nodes that
-        were alive get a grace period to reconnect (they retry on their own); the previous head node is
-        gone, and so are the actors that lived on it."""
-        self.control.storage.check_token(self.token)
-        records, names = self.control.load()
-        self.actor_names.update(names)
-        grace = self.opts.get("node_timeout_s", CONFIG.node_timeout_s) * 2
-        for r in records:
-            entry = cluster.NodeEntry(r["node_id"], r["address"], r["total"], dict(r["total"]), r["node_ip"],
-                                      alive=r["alive"], is_head=False,
-                                      transfer_address=r.get("transfer_address"))
-            self.node_table.register(entry, now=time.monotonic() + grace)
-            if r.get("is_head") and r["alive"]:
-                entry.alive = False
-                self.control.node_changed(node_record(entry))
-        dead_nodes = {n for n, e in self.node_table.nodes.items() if not e.alive}
-        for a in self.actors.values():
-            if a.get("state") != "DEAD" and a.get("node_id") in dead_nodes:
-                a.update(state="DEAD",
-                         death_cause=f"its node {a['node_id']} was gone when the head restarted")
-                self._forget_name(a)
-        self.view = self.node_table.view()
-        log.info("control store loaded from %s: %d nodes, %d actors, %d KV namespaces",
-                 self.control.storage.url, len(records), len(self.actors), len(self.control.kv.data))
-
-    def _send_head(self, msg: list) -> None:
-        """To the head, or — while it is away — kept and sent when it is back (bounded: a node without
-        its head stops after head_reconnect_s)."""
-        if self.head_link is not None:
-            self._send(self.head_link, msg)
-        elif len(self.head_outbox) < 100_000:
-            self.head_outbox.append(msg)
-
-    def _connect_head(self) -> bool:
-        try:
-            # short while retrying: this loop also serves the node's own work meanwhile
-            sock = connection.connect(self.opts["head_address"], self.token,
-                                      timeout=10.0 if self.head_lost_since is None else 1.0)
-        except (OSError, ConnectionError) as e:
-            if self.head_lost_since is None:
-                raise
-            log.warning("cannot reach the head at %s: %s", self.opts["head_address"], e)
-            return False
-        client = Client(sock)
-        client.is_head_link = True
-        self.clients[sock] = client
-        self.sel.register(sock, selectors.EVENT_READ, ("client", client))
-        self.head_link = client
-        self.head_lost_since = None
-        self.head_heard = time.monotonic()
-        live_actors = [w.actor_id for w in self.workers.values() if w.actor_id is not None]
-        self._send(client, [P.REGISTER_NODE, self.node_id, self.tcp_address, self._total_public(),
-                            self.opts.get("node_ip") or "127.0.0.1", self.transfer_address, live_actors])
-        outbox, self.head_outbox = self.head_outbox, []
-        for msg in outbox:
-            self._send(client, msg)
-        return True
-
-    def _cluster_tick(self) -> None:
-        driver_pid = self.opts.get("driver_pid")
-        if self.exit_with_driver and driver_pid and not psutil.pid_exists(driver_pid):
-            # the driver died before it could connect (or its connection was never closed)
-            self._stop(f"the driver (pid {driver_pid}) is gone")
-            return
-        avail = dict(self.scheduler.available)
-        if self.is_head:
-            me = self.node_table.nodes.get(self.node_id)
-            if me is not None:
-                me.available = avail
-                me.last_seen = time.monotonic()
-                me.stats = self._node_stats()
-            for dead in self.node_table.expire():
-                self._node_died(dead.node_id, f"it missed heartbeats for {self.node_table.timeout_s:g} s")
-            self.view = self.node_table.view()
-            self._reroute_parked()
-        elif self.head_link is not None:
-            timeout = self.opts.get("node_timeout_s", CONFIG.node_timeout_s)
-            if time.monotonic() - self.head_heard > timeout:
-                # a cut network closes nothing: silence is how we learn that the head is gone
-                log.warning("the head has not answered for %.0f s", timeout)
-                self._drop_client(self.head_link)
-            else:
-                self._send(self.head_link, [P.HEARTBEAT, self.node_id, avail, self._node_stats()])
-        else:
-            lost = time.monotonic() - (self.head_lost_since or time.monotonic())
-            if lost > self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s):
-                self._stop(f"the head was unreachable for {lost:.0f} s")
-            else:
-                self._connect_head()
-
-    def _node_died(self, node_id: str, cause: str) -> None:
-        """Head: tell everyone (node managers forward it to their drivers and workers)."""
-        log.warning("node %s is dead: %s", node_id, cause)
-        entry = self.node_table.nodes.get(node_id)
-        transfer = entry.transfer_address if entry is not None else None
-        if entry is not None:
-            self.control.node_changed(node_record(entry))
-        for c in list(self.clients.values()):
-            if c.node_id is not None or c.worker_id is not None:
-                self._send(c, [P.NODE_DIED, node_id, cause, transfer])
-        self.view = self.node_table.view()
-        for actor_id, a in list(self.actors.items()):
-            if a.get("node_id") == node_id and a.get("state") in ("ALIVE", "PENDING"):
-                a.update(state="DEAD", death_cause=f"its node {node_id} died ({cause})")
-                self._forget_name(a)
-                self._notify_actor_waiters(actor_id)
-
-    def _reroute_parked(self) -> None:
-        parked, self.parked = self.parked, []
-        for req in parked:
-            self._lease_request(req, 0)
-
-    def _lease_request(self, req: LeaseRequest, hops: int) -> None:
-        # our own entry is always live: what is free now, less what requests queued here will take
-        me = self._self_view()
-        for queued in self.scheduler.queue:
-            for k, v in queued.shape.items():
-                me["available"][k] = me["available"].get(k, 0.0) - v
-        view = [me] + [n for n in self.view if n["node_id"] != self.node_id]
-        decision = cluster.route(req.shape, req.strategy, self.node_id, view, hops, req.fn_name or "task",
-                                 self.spread_counter)
-        if req.strategy and req.strategy.get("type") == "SPREAD":
-            self.spread_counter += 1
-        if isinstance(decision, cluster.Local):
-            self._apply(self.scheduler.request(req))
-        elif isinstance(decision, cluster.Spill):
-            self._send(req.client, [P.LEASE_SPILLBACK, req.req_id, decision.address])
-        elif decision.wait:
-            if req not in self.parked:
-                self._send(req.client, [P.LEASE_WARNING, req.req_id, decision.message + "; it waits until "
-                                        "a node that fits joins the cluster"])
-                self.parked.append(req)
-        else:
-            self._send(req.client, [P.LEASE_FAILED, req.req_id, decision.message])
-
-    def _self_view(self) -> dict:
-        return {"node_id": self.node_id, "address": self.tcp_address or self.address,
-                "total": self._total_public(), "available": dict(self.scheduler.available),
-                "node_ip": self.opts.get("node_ip") or "127.0.0.1", "alive": True, "is_head": self.is_head}
 
     def _stop(self, why: str) -> None:
         log.info("node manager stopping: %s", why)
@@ -389,7 +239,7 @@ class NodeManager:
                 self._reap_idle_workers()
                 self._expire_handshakes()
                 try:
-                    self._cluster_tick()
+                    self.cluster.tick()
                 except Exception:
                     log.exception("cluster bookkeeping failed")
             self.control.flush()
@@ -591,7 +441,7 @@ class NodeManager:
         self._close_worker_pipes(w)
         text, code, sig = process.describe_exit(status)
         self.workers.pop(w.worker_id, None)
-        actor_cause = self._actor_died(w, text) if w.actor_id is not None else None
+        actor_cause = self.directory.worker_died(w, text) if w.actor_id is not None else None
         self.log_service.worker_exited(w, text)
         if w.client is not None:
             self._drop_client(w.client)
@@ -773,11 +623,11 @@ class NodeManager:
         if client.is_head_link:
             log.warning("lost the connection to the head; retrying for up to %.0f s",
                         self.opts.get("head_reconnect_s", CONFIG.head_reconnect_s))
-            self.head_link = None
-            self.head_lost_since = time.monotonic()
+            self.cluster.head_link = None
+            self.cluster.head_lost_since = time.monotonic()
         if client.node_id is not None and self.is_head:
-            if self.node_table.mark_dead(client.node_id) is not None:
-                self._node_died(client.node_id, "its connection to the head closed")
+            if self.cluster.node_table.mark_dead(client.node_id) is not None:
+                self.cluster.node_died(client.node_id, "its connection to the head closed")
         try:
             self.sel.unregister(client.sock)
         except (KeyError, ValueError):
@@ -789,10 +639,10 @@ class NodeManager:
         if client.worker_id is not None and self.by_worker_id.get(client.worker_id) is client:
             del self.by_worker_id[client.worker_id]
             if self.is_head:
-                self.gone_owners.add(client.worker_id)
+                self.directory.gone_owners.add(client.worker_id)
                 self.control.tasks.owner_gone(client.worker_id)
             else:
-                self._send_head([P.CLIENT_GONE, client.worker_id])
+                self.cluster.send_head([P.CLIENT_GONE, client.worker_id])
         for oid, n in client.pins.items():
             obj = self.objects.get(oid)
             if obj is not None:
@@ -847,9 +697,9 @@ class NodeManager:
             if len(msg) > 6 and c.worker_id is None:   # the owner: its objects here are its to release
                 c.worker_id = msg[6]
                 self.by_worker_id.setdefault(msg[6], c)
-            self._lease_request(LeaseRequest(msg[1], c, msg[2], msg[3], strategy), hops)
+            self.cluster.lease_request(LeaseRequest(msg[1], c, msg[2], msg[3], strategy), hops)
         elif kind in (P.REGISTER_NODE, P.HEARTBEAT, P.NODE_VIEW, P.NODE_DIED, P.NODE_REJECTED):
-            self._handle_cluster_message(c, msg)
+            self.cluster.handle(c, msg)
         elif kind == P.RETURN_LEASE:
             wid = msg[1]
             lease = self.scheduler.leases.get(wid)
@@ -945,7 +795,7 @@ class NodeManager:
         elif kind == P.CLUSTER_INFO:
             self._send(c, [P.CLUSTER_INFO_REPLY, msg[1], self._info()])
         elif kind == P.CONTROL:
-            self._control_request(c, msg)
+            self.cluster.control_request(c, msg)
         elif kind == P.CONTROL_REPLY and c.is_head_link:
             asker = self.relays.pop(msg[1], None)
             if asker is not None:
@@ -954,14 +804,14 @@ class NodeManager:
             if self.is_head:
                 self.control.task_events(msg[1], msg[2], msg[3])
             else:
-                self._send_head(msg)
+                self.cluster.send_head(msg)
         elif kind == P.LIST_ACTORS:
-            if self.is_head or self.head_link is None:
+            if self.is_head or self.cluster.head_link is None:
                 self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], list(self.actors.values())])
             else:   # the directory is the head's: ask it on the caller's behalf
                 relay_id = next(self.relay_ids)
                 self.relays[relay_id] = (c, msg[1])
-                self._send(self.head_link, [P.LIST_ACTORS, relay_id])
+                self._send(self.cluster.head_link, [P.LIST_ACTORS, relay_id])
         elif kind == P.LIST_OBJECTS_REPLY and c.is_head_link:
             asker = self.relays.pop(msg[1], None)
             if asker is not None:
@@ -975,7 +825,7 @@ class NodeManager:
             self._send(c, [P.LIST_OBJECTS_REPLY, msg[1], objs])
         elif kind in (P.REGISTER_ACTOR, P.ACTOR_BIND, P.GET_ACTOR, P.KILL_ACTOR, P.ACTOR_DEAD, P.ACTOR_INFO,
                       P.ACTOR_EXITED, P.CLIENT_GONE):
-            self._handle_actor_message(c, msg)
+            self.directory.handle(c, msg)
         elif kind == P.RESERVE_BUNDLE:
             _, req_id, pg_id, index, shape = msg
             ok = self.scheduler.reserve_bundle(pg_id, index, shape)
@@ -986,7 +836,7 @@ class NodeManager:
             self.bundle_holders.pop(msg[1], None)
             self._apply(self.scheduler.release_bundles(msg[1]))
         elif kind in (P.WAIT_EDGES, P.DEADLOCK):
-            self._handle_wait_edges(c, msg)
+            self.directory.handle_wait_edges(c, msg)
         elif kind == P.HELLO:   # a core worker of another node (it asks us for leases)
             if c.worker_id is None:
                 c.worker_id = msg[1]
@@ -998,234 +848,7 @@ class NodeManager:
         else:
             raise ValueError(f"unknown message kind {kind}")
 
-    def _handle_cluster_message(self, c: Client, msg: list) -> None:
-        kind = msg[0]
-        if kind in (P.NODE_VIEW, P.NODE_DIED, P.NODE_REJECTED) and not c.is_head_link:
-            raise ValueError(f"message kind {kind} comes only from the head")
-        if kind == P.REGISTER_NODE and self.is_head:
-            _, node_id, address, total, node_ip, transfer_address = msg[:6]
-            live_actors = set(msg[6]) if len(msg) > 6 else None
-            known = self.node_table.nodes.get(node_id)
-            if known is not None and not known.alive:   # its work was already redone elsewhere
-                self._send(c, [P.NODE_REJECTED, f"node {node_id} was declared dead; start it again to "
-                                                f"join as a new node"])
-                return
-            c.node_id = node_id
-            entry = cluster.NodeEntry(node_id, address, total, dict(total), node_ip,
-                                      transfer_address=transfer_address)
-            self.node_table.register(entry)
-            self.control.node_changed(node_record(entry))
-            if known is not None and live_actors is not None:   # back after a head restart
-                for actor_id, a in list(self.actors.items()):
-                    if a.get("node_id") == node_id and a.get("state") == "ALIVE" and \
-                            actor_id not in live_actors:
-                        a.update(state="DEAD", death_cause="its worker was gone when its node reconnected "
-                                                           "to the restarted head")
-                        self._forget_name(a)
-                        self._notify_actor_waiters(actor_id)
-            self.view = self.node_table.view()
-            self._send(c, [P.NODE_VIEW, self.view])
-            self._reroute_parked()
-        elif kind == P.HEARTBEAT and self.is_head:
-            if self.node_table.heartbeat(msg[1], msg[2], stats=msg[3] if len(msg) > 3 else None):
-                self._send(c, [P.NODE_VIEW, self.view])
-            else:
-                self._send(c, [P.NODE_REJECTED, "the head declared this node dead; start it again to rejoin"])
-        elif kind == P.NODE_VIEW:
-            self.head_heard = time.monotonic()
-            before = {n["node_id"] for n in self.view if n["alive"]}
-            self.view = msg[1]
-            after = {n["node_id"] for n in self.view if n["alive"]}
-            for node_id in before - after:
-                gone = next((n for n in self.view if n["node_id"] == node_id), {})
-                self._forward_node_died(node_id, "the head declared it dead", gone.get("transfer_address"))
-            self._reroute_parked()
-        elif kind == P.NODE_DIED:
-            self._forward_node_died(msg[1], msg[2], msg[3] if len(msg) > 3 else None)
-        elif kind == P.NODE_REJECTED:
-            self._stop(msg[1])
-
-    def _control_request(self, c: Client, msg: list) -> None:
-        """[CONTROL, req_id, op, args]: answered by the head's control store; other nodes relay it."""
-        if not self.is_head:
-            relay_id = next(self.relay_ids)
-            self.relays[relay_id] = (c, msg[1])
-            self._send_head([P.CONTROL, relay_id, msg[2], msg[3]])
-            return
-        try:
-            self._send(c, [P.CONTROL_REPLY, msg[1], True, self.control.handle(msg[2], msg[3])])
-        except Exception as e:
-            self._send(c, [P.CONTROL_REPLY, msg[1], False, f"{type(e).__name__}: {e}"])
-
-    def _forward_node_died(self, node_id: str, cause: str, transfer: str | None) -> None:
-        for c in list(self.clients.values()):
-            if c.worker_id is not None and not c.is_head_link:
-                self._send(c, [P.NODE_DIED, node_id, cause, transfer])
-
     # -- actors -----------------------------------------------------------------------------------
-    def _handle_actor_message(self, c: Client, msg: list) -> None:
-        """The actor directory lives on the head; other node managers keep only what concerns their
-        own workers and pass the rest on (relaying replies back to the asker)."""
-        kind = msg[0]
-        if not self.is_head and not c.is_head_link:
-            if kind == P.ACTOR_BIND:
-                self._bind_local_worker(msg[1], msg[2], msg[3])
-                bound = self.workers.get(msg[2])
-                info = dict(msg[3], node_id=self.node_id, pid=bound.pid if bound is not None else None)
-                msg = [P.ACTOR_BIND, msg[1], msg[2], info]
-            elif kind == P.ACTOR_DEAD:
-                self.actor_causes[msg[1]] = msg[2]
-            elif kind == P.ACTOR_INFO:
-                return
-            if kind in (P.REGISTER_ACTOR, P.GET_ACTOR):
-                relay_id = next(self.relay_ids)
-                self.relays[relay_id] = (c, msg[1])
-                msg = [kind, relay_id, *msg[2:]]
-            self._send_head(msg)   # (while the head is away, the asker waits: bounded by its own deadline)
-            return
-        if kind == P.ACTOR_INFO:           # a relayed reply from the head
-            asker = self.relays.pop(msg[1], None)
-            if asker is not None:
-                self._send(asker[0], [P.ACTOR_INFO, asker[1], msg[2]])
-            return
-        if kind == P.KILL_ACTOR and not self.is_head:   # the head asks us to kill one of our workers
-            _, actor_id, cause, no_restart = msg
-            for host in self.workers.values():
-                if host.actor_id == actor_id:
-                    host.no_restart = no_restart
-                    self._kill(host, cause)
-            return
-        a: dict | None
-        if kind == P.REGISTER_ACTOR:
-            _, req_id, actor_id, info = msg
-            if info.get("name"):
-                key = (info["namespace"], info["name"])
-                existing = self.actors.get(self.actor_names.get(key, b""))
-                if existing is not None and existing["state"] != "DEAD":
-                    self._send(c, [P.ACTOR_INFO, req_id, existing])
-                    return
-                self.actor_names[key] = actor_id
-            if actor_id not in self.actors:   # (a bind that overtook this message already made it)
-                self.actors[actor_id] = dict(info, state="PENDING", owner_id=info.get("owner_id"))
-            if req_id:
-                self._send(c, [P.ACTOR_INFO, req_id, None])
-        elif kind == P.ACTOR_BIND:
-            _, actor_id, worker_id, info = msg
-            a = self.actors.setdefault(actor_id, dict(info))
-            assert a is not None
-            if a.get("state") == "DEAD":   # killed while it was being created
-                if c.node_id is None:
-                    late = self.workers.get(worker_id)
-                    if late is not None:
-                        self._kill(late, a.get("death_cause") or "it was killed")
-                else:
-                    self._send(c, [P.KILL_ACTOR, actor_id, a.get("death_cause") or "it was killed", True])
-                return
-            if c.node_id is None:   # bound on this (head) node
-                w = self.workers.get(worker_id)
-                if w is None:
-                    a.update(state="DEAD", death_cause="its worker died before the actor started")
-                    self._notify_actor_waiters(actor_id)
-                    return
-                self._bind_local_worker(actor_id, worker_id, info)
-                a.update(pid=w.pid, node_id=self.node_id)
-            else:
-                a.update(node_id=c.node_id, pid=info.get("pid"))
-            if a.get("state") == "RESTARTING":
-                a["num_restarts"] = a.get("num_restarts", 0) + 1
-            a.update(state="ALIVE", address=info.get("address"), worker_id=worker_id)
-            self._notify_actor_waiters(actor_id)
-        elif kind == P.GET_ACTOR:
-            _, req_id, actor_id, name, namespace, wait_alive = msg
-            if actor_id is None:
-                actor_id = self.actor_names.get((namespace, name))
-            a = self.actors.get(actor_id) if actor_id is not None else None
-            if a is not None and wait_alive and a["state"] in ("PENDING", "RESTARTING"):
-                self.actor_waiters.setdefault(actor_id, []).append((c, req_id))
-            else:
-                self._send(c, [P.ACTOR_INFO, req_id, a])
-        elif kind == P.KILL_ACTOR:
-            _, actor_id, cause, no_restart = msg
-            a = self.actors.get(actor_id)
-            if a is None or a["state"] == "DEAD":
-                return
-            a["no_restart"] = no_restart
-            if a.get("node_id") in (None, self.node_id):
-                victim = self.workers.get(a.get("worker_id", b""))
-                if victim is not None:
-                    victim.no_restart = no_restart
-                    self._kill(victim, cause)
-                    return
-            else:
-                node = next((cl for cl in self.clients.values() if cl.node_id == a["node_id"]), None)
-                if node is not None:
-                    self._send(node, msg)
-                    return
-            a.update(state="DEAD", death_cause=cause)
-            self._forget_name(a)
-            self._notify_actor_waiters(actor_id)
-        elif kind == P.ACTOR_DEAD:
-            self.actor_causes[msg[1]] = msg[2]
-        elif kind == P.ACTOR_EXITED:
-            self._actor_state_after_death(msg[1], msg[2], msg[3])
-        elif kind == P.CLIENT_GONE:
-            self.gone_owners.add(msg[1])
-
-    def _handle_wait_edges(self, c: Client, msg: list) -> None:
-        """Actors blocked in ``get`` on calls to other actors: a cycle can never finish, so every
-        actor in it is told (its ``get`` raises DeadlockError naming the cycle)."""
-        if msg[0] == P.DEADLOCK:   # from the head, for one of our workers
-            target = self.by_worker_id.get(msg[1])
-            if target is not None:
-                self._send(target, msg)
-            return
-        if not self.is_head:
-            if self.head_link is not None:
-                self._send(self.head_link, msg)
-            return
-        _, actor_id, worker_id, awaited = msg
-        if not awaited:
-            self.wait_edges.pop(actor_id, None)
-            return
-        self.wait_edges[actor_id] = (worker_id, c if c.node_id is not None else None, list(awaited))
-        cycle = self._find_cycle(actor_id)
-        if cycle is None:
-            return
-        names = [f"{self.actors.get(a, {}).get('class_name', 'actor')}({a.hex()[:8]}…{a.hex()[-6:]})"
-                 for a in cycle]
-        text = ("deadlock: these actors wait on each other in a cycle and none can ever finish: "
-                + " -> ".join(names + names[:1])
-                + "; make one of the calls without waiting (pass refs instead of get), or give the actors "
-                  "max_concurrency > 1")
-        log.warning(text)
-        for a in cycle:
-            wid, via, _ = self.wait_edges.pop(a)
-            if via is not None:
-                self._send(via, [P.DEADLOCK, wid, text])
-            else:
-                target = self.by_worker_id.get(wid)
-                if target is not None:
-                    self._send(target, [P.DEADLOCK, wid, text])
-
-    def _find_cycle(self, start: bytes) -> list | None:
-        path = [start]
-        seen = {start}
-
-        def walk(node: bytes) -> list | None:
-            for nxt in self.wait_edges.get(node, (None, None, []))[2]:
-                if nxt == start:
-                    return list(path)
-                if nxt in seen or nxt not in self.wait_edges:
-                    continue
-                seen.add(nxt)
-                path.append(nxt)
-                found = walk(nxt)
-                if found:
-                    return found
-                path.pop()
-            return None
-        return walk(start)
-
     def _bind_local_worker(self, actor_id: bytes, worker_id: bytes, info: dict) -> None:
         w = self.workers.get(worker_id)
         if w is not None:
@@ -1239,43 +862,6 @@ class NodeManager:
             os.killpg(w.pid, signal.SIGKILL)
         except OSError:
             pass
-
-    def _actor_died(self, w: Worker, exit_text: str) -> str:
-        """An actor's worker exited here: its cause in words; the head updates the directory."""
-        cause = self.actor_causes.pop(w.actor_id, None) or w.killed_reason  # type: ignore[arg-type]
-        if not cause:
-            cause = f"its worker process (pid {w.pid}) {exit_text}"
-            tail = "\n".join(w.stderr_tail)
-            if tail:
-                cause += "; last lines it wrote to stderr:\n" + tail
-        if self.is_head:
-            self._actor_state_after_death(w.actor_id, cause, w.no_restart)  # type: ignore[arg-type]
-        else:
-            self._send_head([P.ACTOR_EXITED, w.actor_id, cause, w.no_restart])
-        return cause
-
-    def _actor_state_after_death(self, actor_id: bytes, cause: str, no_restart: bool) -> None:
-        a = self.actors.get(actor_id)
-        if a is None:
-            return
-        max_restarts = a.get("max_restarts", 0)
-        owner_alive = a.get("owner_id") not in self.gone_owners
-        if (not no_restart and not a.get("no_restart") and owner_alive
-                and (max_restarts == -1 or a.get("num_restarts", 0) < max_restarts)):
-            a.update(state="RESTARTING", last_death_cause=cause)   # the owner re-creates it
-            return
-        a.update(state="DEAD", death_cause=cause)
-        self._forget_name(a)
-        self._notify_actor_waiters(actor_id)
-
-    def _forget_name(self, a: dict) -> None:
-        key = (a.get("namespace"), a.get("name"))
-        if a.get("name") and self.actor_names.get(key) == a.get("actor_id"):  # type: ignore[arg-type]
-            del self.actor_names[key]  # type: ignore[arg-type]
-
-    def _notify_actor_waiters(self, actor_id: bytes) -> None:
-        for c, req_id in self.actor_waiters.pop(actor_id, []):
-            self._send(c, [P.ACTOR_INFO, req_id, self.actors.get(actor_id)])
 
     # -- objects ----------------------------------------------------------------------------------
     def _release(self, oid: bytes) -> None:
@@ -1382,7 +968,7 @@ class NodeManager:
                 "spilled_objects": self.spill_count, "restored_objects": self.restore_count,
                 "workers": len(self.workers), "workers_leased": len(self.scheduler.leases),
                 "workers_actors": actors, "node_manager_rss": rss,
-                "pending_leases": len(self.scheduler.queue) + len(self.parked),
+                "pending_leases": len(self.scheduler.queue) + len(self.cluster.parked),
                 "lease_latency": self.lease_latency.snapshot()}
 
     def _info(self) -> dict:
@@ -1392,7 +978,7 @@ class NodeManager:
                    "blocked": wid in self.scheduler.blocked, "actor": self.workers[wid].actor_id is not None}
                   for wid, (req, _) in self.scheduler.leases.items() if wid in self.workers]
         return {"node_id": self.node_id, "address": self.address, "total": self._total_public(),
-                "leases": leases, "nodes": self.view or [self._self_view()],
+                "leases": leases, "nodes": self.cluster.view or [self.cluster.self_view()],
                 "object_store": {"capacity": self.allocator.capacity, "used": self.allocator.used,
                                  "objects": len(self.objects), "spilled_bytes": self.spilled_bytes,
                                  "spilled": self.spill_count, "restored": self.restore_count},
@@ -1426,11 +1012,6 @@ class LatencyHistogram:
         """{"bounds": [...], "counts": per bucket (last: above every bound), "sum": s, "count": n}"""
         return {"bounds": list(self.BOUNDS), "counts": list(self.counts), "sum": self.sum,
                 "count": sum(self.counts)}
-
-
-def node_record(e: cluster.NodeEntry) -> dict:
-    """What the control store keeps of a node (not its moment-to-moment availability)."""
-    return {k: v for k, v in e.public().items() if k != "available"}
 
 
 def boot_id() -> str:
