@@ -4,7 +4,8 @@
       `wait` loop, with a progress bar;
   (b) a CPU-bound batch (pure-Python prime counting) run serially, then as tasks: the speed-up;
   (c) a large-array fan-out: a ~200 MB numpy array `put` once and shared zero-copy by N tasks;
-  (d) a chain of dependent tasks, futures passed as arguments.
+  (d) a chain of dependent tasks, futures passed as arguments;
+  (e) what the cluster recorded about all of it (the state API behind `swarm summary` and the dashboard).
 
 Every result is checked; the exit status is 1 if any is wrong. Takes well under 30 s on 2 cores.
 
@@ -229,6 +230,27 @@ def section_chain(links: int = 20) -> None:
           f"in {took * 1e3:.0f} ms ({links + 5} tasks)")
 
 
+# --------------------------------------------------------------------------- (e) what the cluster saw
+
+
+def section_what_ran() -> None:
+    """The cluster's own record of the work above: the same data as `swarm summary tasks`, the
+    dashboard and `swarm.timeline()`."""
+    header("(e) what the cluster recorded (swarm.util.state — also `swarm summary tasks`, the dashboard)")
+    from swarm.util import state
+    summary = state.summarize_tasks()["summary"]
+    finished = sum(by_state.get("FINISHED", 0) for by_state in summary.values())
+    for name, by_state in sorted(summary.items(), key=lambda kv: -sum(kv[1].values())):
+        counts = ", ".join(f"{n:,} {st.lower()}" for st, n in sorted(by_state.items()))
+        print(f"    {name:<24} {counts}")
+    slowest = max((r for r in state.list_tasks(filters=[("state", "=", "FINISHED")], limit=10_000)
+                   if r.get("duration_s") is not None), key=lambda r: r["duration_s"], default=None)
+    if slowest is not None:
+        print(f"    slowest: {slowest['name']} task {slowest['task_id'][:12]}… "
+              f"({slowest['duration_s'] * 1e3:.0f} ms in worker pid {slowest['pid']})")
+    check(finished > 0, "the cluster recorded no finished task")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -244,6 +266,8 @@ def main() -> int:
         section_cpu_bound(num_cpus)
         section_large_array(num_tasks=max(8, 2 * num_cpus))
         section_chain()
+        if swarm.__name__ == "swarm":
+            section_what_ran()
     finally:
         swarm.shutdown()
     print(f"\ntotal {time.perf_counter() - started:.1f} s; ", end="")
