@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import io
 import os
 import re
-import shutil
-import tempfile
-import zipfile
 from typing import Callable, Iterable
 
 from swarm._config import CONFIG
@@ -111,6 +107,8 @@ def package(path: str, *, excludes: Iterable[str] = (), top_level: str | None = 
             + "). Leave data out with runtime_env={'excludes': [...]} (or --runtime-env-json), keep large "
               "files in shared storage or the object store, or raise the limit with "
               "SWARM_WORKING_DIR_MAX_BYTES.")
+    import io
+    import zipfile  # (here, not at the top: `import swarm` stays quick for programs that never package)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for abs_path, rel, _ in files:
@@ -139,6 +137,10 @@ def ensure_local(uri: str, base_dir: str, fetch: Callable[[str], bytes | None]) 
         raise ValueError(f"runtime_env package {name} is corrupt (its content does not match its hash); "
                          f"submit the job again")
     os.makedirs(base_dir, mode=0o700, exist_ok=True)
+    import io
+    import shutil
+    import tempfile
+    import zipfile
     tmp = tempfile.mkdtemp(prefix=".unpack-", dir=base_dir)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:

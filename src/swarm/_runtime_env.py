@@ -41,13 +41,9 @@ import sys
 from typing import Any
 
 from swarm import _packaging
-from swarm.exceptions import SwarmError
+from swarm.exceptions import RuntimeEnvSetupError
 
 SUPPORTED_FIELDS = ("env_vars", "working_dir", "py_modules", "excludes", "config")
-
-
-class RuntimeEnvSetupError(SwarmError):
-    """The runtime_env of a task, actor or job could not be set up (its package is missing, ...)."""
 
 
 class PreparedEnv:

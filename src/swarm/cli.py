@@ -18,6 +18,10 @@ def _start(ns: argparse.Namespace) -> int:
         print("swarm start: pass --head to start a cluster, or --address HEAD:PORT to join one",
               file=sys.stderr)
         return 2
+    if ns.metrics_export_port is not None and not 0 <= ns.metrics_export_port <= 65535:
+        print(f"swarm start: --metrics-export-port {ns.metrics_export_port} is not a port: pass 1-65535, "
+              f"or 0 for any free port", file=sys.stderr)
+        return 2
     existing = [n for n in discovery.live_nodes() if n.get("head")]
     head_address = None
     if ns.address:
@@ -91,14 +95,29 @@ def _start(ns: argparse.Namespace) -> int:
             dashboard, dashboard_url = dashboard_launch.start_dashboard(
                 tcp, host=ns.dashboard_host, port=ns.dashboard_port, token_file=token_file,
                 log_file=os.path.join(session_dir, "logs", "dashboard.log"))
-            discovery.write_node_file(dict(node_record, dashboard_pid=dashboard.pid,
-                                           dashboard_url=dashboard_url))
+            node_record.update(dashboard_pid=dashboard.pid, dashboard_url=dashboard_url)
+            discovery.write_node_file(node_record)
         except dashboard_launch.DashboardStartError as e:
             print(f"swarm start: the dashboard did not start ({e}); the cluster runs without it")
+    metrics_url = None
+    if ns.metrics_export_port is not None:
+        from swarm.node import metrics_exporter
+        try:   # recorded in the node file: `swarm stop` stops it (it also exits with its node manager)
+            exporter, metrics_url = metrics_exporter.start_exporter(
+                opts["address"], host=ns.metrics_export_host, port=ns.metrics_export_port,
+                token_file=token_file, token=token, log_file=os.path.join(session_dir, "logs",
+                                                                          "metrics_exporter.log"))
+            node_record.update(metrics_exporter_pid=exporter.pid, metrics_url=metrics_url)
+            discovery.write_node_file(node_record)
+        except metrics_exporter.ExporterStartError as e:
+            print(f"swarm start: the metrics exporter did not start: {e}; the node runs without it",
+                  file=sys.stderr)
     hostport = tcp[4:]
     if head_address is not None:
         print(f"Started a swarm node at {hostport} (pid {proc.pid}), joined the cluster at "
               f"{head_address[4:]}.")
+        if metrics_url:
+            print(f"  metrics: {metrics_url}")
         return proc.wait() if ns.block else 0
     print(f"Started a swarm head node at {hostport} (pid {proc.pid}).")
     print(f"  cluster token: {token_file} (readable only by you)")
@@ -106,6 +125,8 @@ def _start(ns: argparse.Namespace) -> int:
           f"swarm.init(address='{hostport}')")
     if dashboard_url:
         print(f"  dashboard: {dashboard_url}")
+    if metrics_url:
+        print(f"  metrics: {metrics_url}")
     print("  status: swarm status      stop: swarm stop")
     if ns.block:
         def forward(sig: int, _frame: Any) -> None:
@@ -129,6 +150,9 @@ def _stop(ns: argparse.Namespace) -> int:
     for n in nodes:   # first: a dashboard is a driver of its cluster
         if n.get("dashboard_pid"):
             dashboard_launch.stop_dashboard_pid(n["dashboard_pid"], ns.grace)
+        if n.get("metrics_exporter_pid"):
+            from swarm.node import metrics_exporter
+            metrics_exporter.stop_exporter_pid(n["metrics_exporter_pid"], ns.grace)
     procs = []
     for n in nodes:
         try:
@@ -251,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--dashboard-host", default="127.0.0.1",
                        help="address the dashboard listens on (default loopback; any other needs the token)")
     start.add_argument("--dashboard-port", type=int, default=8265, help="dashboard port (default 8265)")
+    start.add_argument("--metrics-export-port", type=int,
+                       help="serve this node's Prometheus /metrics on this port (0: any free port; default: "
+                            "off); if the port is taken the node starts without it and says so")
+    start.add_argument("--metrics-export-host", default="127.0.0.1",
+                       help="address the node's /metrics listens on (default loopback)")
     start.add_argument("--storage", default=os.environ.get("SWARM_STORAGE"),
                        help="head only: keep the control store in Redis (redis://HOST:PORT/DB) so a "
                             "restarted head takes the cluster back; default: in memory")

@@ -140,6 +140,10 @@ class DeadlockError(SwarmError):
     """Actors wait on each other in a cycle (each blocked in ``get`` on a call to the next)."""
 
 
+class RuntimeEnvSetupError(SwarmError):
+    """The runtime_env of a task, actor or job could not be set up (its package is missing, ...)."""
+
+
 class SerializationError(SwarmError, TypeError):
     """An argument or return value cannot be pickled; the message names the offending attribute."""
 
