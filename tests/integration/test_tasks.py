@@ -8,6 +8,7 @@ when it is done), so nothing depends on how fast the machine is.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import os
 import re
@@ -695,3 +696,19 @@ def test_remote_traceback_names_the_users_file_and_line(cluster):
     text = str(info.value)
     assert f'File "{__file__}"' in text and 'raise ValueError("from the user\'s code")' in text
     assert "worker_main.py" not in text    # the worker's own frames are left out
+
+
+@swarm.remote
+def nap_pid(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_slow_calls_of_a_function_learned_as_quick_still_spread_over_workers(cluster):
+    # one at a time: a single worker is leased, and the function is measured as very quick ...
+    for _ in range(30):
+        swarm.get(nap_pid.remote(0), timeout=60)
+    # ... so these get queued deep on the workers; once one runs long the owner takes back the calls
+    # not started, learns the function is slow, and from then on the two CPUs share the work evenly
+    pids = swarm.get([nap_pid.remote(1.0) for _ in range(8)], timeout=60)
+    assert sorted(collections.Counter(pids).values()) == [4, 4]

@@ -186,6 +186,7 @@ class CoreWorker:
         self._reported_wait = False
         self.on_tasks: Callable[[list], None] | None = None
         self.on_tasks_returned_request: Callable[[], None] | None = None
+        self.on_reclaim: Callable[[Any], None] | None = None
         self.on_return_refs_held: Callable[..., Any] | None = None
         self.on_cancel: Callable[..., Any] | None = None
         self.timers = Timers(self._tick, 0.05)
@@ -377,6 +378,9 @@ class CoreWorker:
                         self.on_return_refs_held(m[1], None)
                 elif kind == P.TASKS_RETURNED:
                     self.submitter.on_tasks_returned(conn, m[1])
+                elif kind == P.RECLAIM_TASKS:
+                    if self.on_reclaim is not None:
+                        self.on_reclaim(conn)
                 elif kind == P.HELLO:
                     conn.peer_id = m[1]
                     conn.peer_address = m[2]

@@ -29,6 +29,7 @@ OBJECT_VALUE = 4      # [kind, object_id, value]
 REF_UPDATE = 5        # [kind, adds: [object_id], removes: [object_id]]
 HELLO = 6             # [kind, worker_id, address]
 TASKS_RETURNED = 7    # [kind, [task_id, ...]]  a blocked worker hands back tasks it has not started
+RECLAIM_TASKS = 73    # [kind]  owner -> worker: hand back my tasks you have not started (TASKS_RETURNED)
 RETURN_REFS_HELD = 8  # [kind, task_id]  the owner now holds the refs nested in that task's returns
 CREATE_ACTOR = 9      # [kind, actor_id, class_id, class_blob, class_name, args_blob, resolved_args, options,
                       #  gpu_ids, owner_addr]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import logging
 import math
 import time
@@ -85,7 +86,7 @@ class TaskRecord:
 
 class Lease:
     __slots__ = ("worker_id", "address", "conn", "inflight", "idle_since", "gpu_ids", "key", "blocked",
-                 "sent_functions", "nm_conn", "node_id", "long")
+                 "sent_functions", "nm_conn", "node_id", "long", "progress_at", "reclaiming")
 
     def __init__(self, worker_id: bytes, address: str, conn: Connection, gpu_ids: list, key: tuple,
                  nm_conn: Any = None, node_address: str | None = None) -> None:
@@ -101,6 +102,8 @@ class Lease:
         self.blocked = False
         self.long = 0                   # tasks in flight here that are (or may be) long
         self.sent_functions: set[bytes] = set()
+        self.progress_at = 0.0          # when its current task began, as far as we know (push or done)
+        self.reclaiming = False         # asked for its queued tasks back; until the answer or a done
 
 
 class KeyQueue:
@@ -113,6 +116,10 @@ class KeyQueue:
         self.leases: dict[bytes, Lease] = {}
         self.pending_requests: set[int] = set()
         self.remote_requests: dict[int, Any] = {}   # sent on to another node: req id -> its connection
+
+
+# a worker's queue is asked back once its running task is this late and 50x past its function's estimate
+RECLAIM_AFTER_S = 0.1
 
 
 def pipeline_depth(exec_ema: float | None) -> int:
@@ -214,6 +221,8 @@ class TaskSubmitter:
                             best.long += 1
                             break   # a long one goes last on this worker
                 if msgs:
+                    if best.idle_since is not None or len(best.inflight) == len(msgs):
+                        best.progress_at = time.monotonic()
                     best.idle_since = None
                     try:
                         best.conn.send_many(msgs)
@@ -358,6 +367,8 @@ class TaskSubmitter:
             rec.long = False
             lease.long -= 1
         lease.blocked = False
+        lease.reclaiming = False
+        lease.progress_at = time.monotonic()
         kq = self.queues[lease.key]
         # per function, not per resource shape: a slow function must not inherit a fast one's depth
         fn_id = rec.fn.fn_id
@@ -430,6 +441,7 @@ class TaskSubmitter:
         if lease is None:
             return
         lease.blocked = True
+        lease.reclaiming = False
         kq = self.queues[lease.key]
         for tid in reversed(task_ids):
             rec = lease.inflight.pop(tid, None)
@@ -502,6 +514,9 @@ class TaskSubmitter:
     def on_tick(self) -> None:
         now = time.monotonic()
         linger = CONFIG.lease_linger_s
+        for lease in self.leases.values():
+            if len(lease.inflight) > 1 and not lease.reclaiming and not lease.blocked:
+                self._maybe_reclaim(lease, now)
         for worker_id, lease in list(self.leases.items()):
             if lease.idle_since is not None and not lease.inflight and now - lease.idle_since >= linger:
                 kq = self.queues[lease.key]
@@ -510,6 +525,25 @@ class TaskSubmitter:
                 del self.leases[worker_id]
                 kq.leases.pop(worker_id, None)
                 self._return_lease(worker_id, lease.nm_conn)
+
+    def _maybe_reclaim(self, lease: Lease, now: float) -> None:
+        """Tasks were queued on this worker because their function looked quick, but the one running
+        now has taken far longer: remember the function is slow, and ask every worker holding queued
+        calls of it for them back, so other workers (new leases) run them."""
+        running = next(iter(lease.inflight.values()))
+        fn_id = running.fn.fn_id
+        ema = self.exec_ema.get(fn_id)
+        if ema is None or now - lease.progress_at < max(RECLAIM_AFTER_S, 50 * ema):
+            return
+        self.exec_ema[fn_id] = max(ema, now - lease.progress_at)
+        for other in self.leases.values():
+            if len(other.inflight) > 1 and not other.reclaiming and not other.blocked and \
+                    any(rec.fn.fn_id == fn_id for rec in itertools.islice(other.inflight.values(), 1, None)):
+                other.reclaiming = True
+                try:
+                    other.conn.send([P.RECLAIM_TASKS])
+                except OSError:
+                    other.reclaiming = False
 
     def on_node_died(self, node_id: str, cause: str) -> None:
         """Leases on a dead node: their tasks run again elsewhere (within their retries); lease requests

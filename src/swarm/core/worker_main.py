@@ -19,6 +19,7 @@ import queue
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -85,6 +86,7 @@ class TaskExecutor:
         self.core = core
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
         self.local: collections.deque = collections.deque()
+        self.local_lock = threading.Lock()   # the reader thread takes tasks back while one runs (reclaim)
         self.functions: dict[bytes, Any] = {}
         self.held_return_refs: dict[bytes, list] = {}
         self.replies: dict[Any, list] = {}
@@ -96,15 +98,42 @@ class TaskExecutor:
         from swarm.core.actor_host import ActorHost
         self.actors = ActorHost(self)
 
-    def return_queued(self) -> None:
-        """Hand every queued, not yet started task back to its owner (we are about to block)."""
+    def _take_queued(self) -> tuple[list, bool]:
+        """Under local_lock: everything queued here and not started (and whether shutdown was asked)."""
         items = list(self.local)
         self.local.clear()
+        stop = False
         while True:
             try:
-                items.extend(self.queue.get_nowait())
+                batch = self.queue.get_nowait()
             except queue.Empty:
                 break
+            if batch is None:
+                stop = True
+            else:
+                items.extend(batch)
+        return items, stop
+
+    def reclaim(self, conn: Any) -> None:
+        """Reader thread: the owner on ``conn`` wants back the tasks it queued here that have not
+        started (the one running takes far longer than it expected; other workers can run them)."""
+        with self.local_lock:
+            items, stop = self._take_queued()
+            mine = [msg[1] for c, msg in items if c is conn and msg[0] == P.PUSH_TASK]
+            self.local.extend(item for item in items if not (item[0] is conn and item[1][0] == P.PUSH_TASK))
+            if stop:
+                self.queue.put(None)
+        try:
+            conn.send([P.TASKS_RETURNED, mine])
+        except OSError:
+            pass
+
+    def return_queued(self) -> None:
+        """Hand every queued, not yet started task back to its owner (we are about to block)."""
+        with self.local_lock:
+            items, stop = self._take_queued()
+            if stop:
+                self.queue.put(None)
         by_conn: dict[Any, list] = {}
         for conn, msg in items:
             if msg[0] == P.PUSH_TASK:
@@ -128,6 +157,7 @@ class TaskExecutor:
 
     def run_forever(self) -> None:
         local = self.local
+        lock = self.local_lock
         while True:
             if not local:
                 try:
@@ -137,8 +167,12 @@ class TaskExecutor:
                     batch = self.queue.get()
                 if batch is None:
                     return
-                local.extend(batch)
-            conn, msg = local.popleft()
+                with lock:
+                    local.extend(batch)
+            with lock:
+                if not local:
+                    continue   # taken back meanwhile
+                conn, msg = local.popleft()
             t0 = time.perf_counter()
             reply: list | None
             if self.cancelled_ids and msg[1] in self.cancelled_ids:
@@ -325,6 +359,7 @@ def run_worker(opts: dict) -> None:
     executor = TaskExecutor(core)
     core.on_tasks = executor.queue.put
     core.on_tasks_returned_request = executor.return_queued
+    core.on_reclaim = executor.reclaim
     core.on_return_refs_held = executor.held_return_refs.pop
     core.on_cancel = executor.on_cancel
     signal.signal(signal.SIGINT, executor._on_sigint)
