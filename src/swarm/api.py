@@ -24,6 +24,7 @@ from swarm.runtime_context import RuntimeContext
 log = logging.getLogger("swarm")
 
 _worker: Any = None
+PRELOAD_CANDIDATES = ("numpy", "pandas", "torch")
 _node_proc: subprocess.Popen | None = None
 _dashboard_proc: subprocess.Popen | None = None
 _init_lock = threading.RLock()
@@ -145,7 +146,10 @@ def _start_local_cluster(num_cpus: float, num_gpus: float, resources: dict, obje
             "object_store_memory": int(object_store_memory or launcher.default_object_store_memory()),
             "exit_with_driver": True, "keep_session_dir": bool(extra.get("_keep_session_dir")),
             "driver_pid": os.getpid(),
-            "sys_path": [p or os.getcwd() for p in sys.path]}
+            "sys_path": [p or os.getcwd() for p in sys.path],
+            # heavy libraries this driver already uses: workers import them while idle, so the first
+            # task that needs one does not wait for it
+            "preload": [m for m in PRELOAD_CANDIDATES if m in sys.modules]}
     for key in ("memory_usage_threshold", "memory_monitor_interval_s"):
         if "_" + key in extra:
             opts[key] = extra["_" + key]

@@ -278,3 +278,17 @@ def test_task_returning_ref_it_created(cluster, size):
         assert got == x
     else:
         np.testing.assert_array_equal(got, x)
+
+
+def test_workers_of_a_numpy_driver_import_numpy_before_a_task_needs_it(isolated):
+    import numpy  # noqa: F401  (this driver uses numpy: the workers of its cluster preload it)
+    swarm.init(num_cpus=1)   # fresh workers: none has run a numpy task yet
+
+    def numpy_loaded_without_asking() -> bool:
+        import sys
+        import time
+        deadline = time.monotonic() + 30
+        while "numpy" not in sys.modules and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return "numpy" in sys.modules
+    assert swarm.get(swarm.remote(numpy_loaded_without_asking).remote(), timeout=60)

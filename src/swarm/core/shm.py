@@ -21,6 +21,11 @@ from typing import Any, Callable
 
 from swarm.core import serialization
 
+# madvise(2) advice values (Linux 5.14+; Python 3.11's mmap module does not name them)
+MADV_POPULATE_READ = 22
+MADV_POPULATE_WRITE = 23
+POPULATE_MIN_BYTES = 1 << 20
+
 
 class ArenaAccess:
     def __init__(self, arena_fd: int, capacity: int, pin: Callable[[bytes, str | None], tuple[int, int]],
@@ -47,9 +52,26 @@ class ArenaAccess:
                     raise
                 self._views[object_id] = exporter
                 weakref.finalize(exporter, self._unpin, object_id)
+                if size >= POPULATE_MIN_BYTES:
+                    self._populate(offset, size, MADV_POPULATE_READ)
         return serialization.loads_shm(memoryview(exporter).cast("B").toreadonly())
 
+    def _populate(self, offset: int, size: int, advice: int) -> None:
+        """Map the pages of a large object into this process in one system call instead of one page
+        fault per 4 KiB (25,000 for 100 MB: ~10 ms per reader, more for a writer of fresh memory)."""
+        if not self._can_populate:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        try:
+            self.whole.madvise(advice, start, offset + size - start)
+        except OSError:   # a kernel older than 5.14: pages fault in one by one, as before
+            ArenaAccess._can_populate = False
+
+    _can_populate = True
+
     def write(self, offset: int, s: serialization.Serialized, size: int) -> None:
+        if size >= POPULATE_MIN_BYTES:
+            self._populate(offset, size, MADV_POPULATE_WRITE)
         with memoryview(self.whole) as whole, whole[offset:offset + size] as mv:
             s.write_to(mv)
 

@@ -368,4 +368,17 @@ def run_worker(opts: dict) -> None:
     api._set_worker(core)
     core.start()
     core.node_conn.send([P.WORKER_READY, opts["worker_id"], os.getpid()])
+    if opts.get("preload"):
+        threading.Thread(target=_preload, args=(opts["preload"],), name="swarm-preload", daemon=True).start()
     executor.run_forever()
+
+
+def _preload(modules: list) -> None:
+    """Import, while idle, the heavy libraries the driver uses (a task needing one meanwhile simply
+    waits on the import lock): the first numpy task does not pay numpy's import."""
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass

@@ -306,7 +306,8 @@ class NodeManager:
         opts = {"worker_id": worker_id, "address": address, "node_id": self.node_id,
                 "arena_fd": self.arena_fd, "ctl_fd": w_end.fileno(), "listen_fd": lsock.fileno(),
                 "token": self.token, "session_dir": self.session_dir,
-                "capacity": self.allocator.capacity, "transfer_address": self.transfer_address}
+                "capacity": self.allocator.capacity, "transfer_address": self.transfer_address,
+                "preload": self.opts.get("preload") or []}
 
         def child_main() -> None:
             from swarm.core.worker_main import run_worker
