@@ -6,6 +6,7 @@ pids of every process the cluster ever had so teardown can check that none is le
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -14,12 +15,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 import swarm
+from swarm import _config
 
 NODE_SPECS = {
     "head": {"ip": "127.0.0.1", "num_cpus": 1, "resources": {}},
@@ -168,3 +171,45 @@ def start_redis(port: int) -> subprocess.Popen:
             return False
     wait_for(ready, 10, what="redis-server to answer")
     return proc
+
+
+SAVED_ENV = ("SWARM_TEMP_DIR", "SWARM_TOKEN", "SWARM_TOKEN_FILE", "SWARM_ADDRESS")
+
+
+@contextlib.contextmanager
+def cluster_in(temp_dir: Path) -> Iterator[Cluster]:
+    """A Cluster (no node started yet) whose nodes, this process and the CLI all use ``temp_dir``, so it
+    never meets another run's nodes. On exit: the driver detaches, ``swarm stop`` runs, the environment
+    is restored, and then no process of the cluster and no node file may be left."""
+    saved_env = {k: os.environ.get(k) for k in SAVED_ENV}
+    saved_temp = _config.CONFIG.temp_dir
+    if swarm.is_initialized():      # a local cluster of other tests: not ours to keep attached
+        swarm.shutdown()
+    for k in saved_env:
+        os.environ.pop(k, None)
+    os.environ["SWARM_TEMP_DIR"] = str(temp_dir)
+    _config.CONFIG.temp_dir = str(temp_dir)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    cluster = Cluster(temp_dir=temp_dir, env=env, head_port=free_port())
+    try:
+        yield cluster
+    finally:
+        try:
+            swarm.shutdown()
+        finally:
+            cluster.record_pids()
+            stop = cluster.cli("stop", check=False)
+            _config.CONFIG.temp_dir = saved_temp
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    assert stop.returncode == 0, stop.stderr
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in cluster.pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = sorted(p for p in cluster.pids if alive(p))
+    assert not left, f"processes of the test cluster left after `swarm stop`: {left}"
+    assert not list((temp_dir / "nodes").glob("*.json")), "node files left after `swarm stop`"

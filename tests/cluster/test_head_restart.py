@@ -14,10 +14,9 @@ import threading
 import time
 
 import pytest
-from cluster_util import SRC, Cluster, alive, free_port, start_redis, wait_for
+from cluster_util import Cluster, alive, cluster_in, free_port, start_redis, wait_for
 
 import swarm
-from swarm import _config
 from swarm.experimental import internal_kv as kv
 from swarm.util import state
 
@@ -26,47 +25,19 @@ ON_B = {"resources": {"b": 0.01}}
 
 @pytest.fixture(scope="module")
 def restartable(tmp_path_factory: pytest.TempPathFactory):
-    temp_dir = tmp_path_factory.mktemp("swarm_restart")
-    saved_env = {k: os.environ.get(k) for k in ("SWARM_TEMP_DIR", "SWARM_TOKEN", "SWARM_TOKEN_FILE",
-                                                 "SWARM_ADDRESS")}
-    saved_temp = _config.CONFIG.temp_dir
-    if swarm.is_initialized():
-        swarm.shutdown()
-    for k in saved_env:
-        os.environ.pop(k, None)
-    os.environ["SWARM_TEMP_DIR"] = str(temp_dir)
-    _config.CONFIG.temp_dir = str(temp_dir)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
     redis_port = free_port()
     redis = start_redis(redis_port)
-    cluster = Cluster(temp_dir=temp_dir, env=env, head_port=free_port())
-    cluster.storage = f"redis://127.0.0.1:{redis_port}/0"  # type: ignore[attr-defined]
     try:
-        cluster.start_node("head", "--storage", cluster.storage)  # type: ignore[attr-defined]
-        cluster.start_node("b")
-        swarm.init(address=cluster.nodes["b"]["tcp_address"][4:])
-        cluster.wait_alive(["head", "b"])
-        yield cluster
+        with cluster_in(tmp_path_factory.mktemp("swarm_restart")) as cluster:
+            cluster.storage = f"redis://127.0.0.1:{redis_port}/0"  # type: ignore[attr-defined]
+            cluster.start_node("head", "--storage", cluster.storage)  # type: ignore[attr-defined]
+            cluster.start_node("b")
+            swarm.init(address=cluster.nodes["b"]["tcp_address"][4:])
+            cluster.wait_alive(["head", "b"])
+            yield cluster
     finally:
-        try:
-            swarm.shutdown()
-        finally:
-            cluster.record_pids()
-            stop = cluster.cli("stop", check=False)
-            redis.terminate()
-            redis.wait(10)
-            _config.CONFIG.temp_dir = saved_temp
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    assert stop.returncode == 0, stop.stderr
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in cluster.pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not [p for p in cluster.pids if alive(p)], "processes of the test cluster left after `swarm stop`"
+        redis.terminate()
+        redis.wait(10)
 
 
 @swarm.remote

@@ -13,59 +13,26 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import urllib.request
 
 import pytest
-from cluster_util import SRC, Cluster, alive, free_port, wait_for
+from cluster_util import Cluster, alive, cluster_in, free_port, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 import swarm
-from swarm import _config
 
 TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
 def metrics_cluster(tmp_path_factory: pytest.TempPathFactory):
-    temp_dir = tmp_path_factory.mktemp("swarm_node_metrics")
-    saved_env = {k: os.environ.get(k) for k in ("SWARM_TEMP_DIR", "SWARM_TOKEN", "SWARM_TOKEN_FILE",
-                                                 "SWARM_ADDRESS")}
-    saved_temp = _config.CONFIG.temp_dir
-    if swarm.is_initialized():      # a local cluster of other tests: not ours to keep attached
-        swarm.shutdown()
-    for k in saved_env:
-        os.environ.pop(k, None)
-    os.environ["SWARM_TEMP_DIR"] = str(temp_dir)
-    _config.CONFIG.temp_dir = str(temp_dir)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
-    cluster = Cluster(temp_dir=temp_dir, env=env, head_port=free_port())
-    try:
+    with cluster_in(tmp_path_factory.mktemp("swarm_node_metrics")) as cluster:
         cluster.start_node("head")    # (--no-dashboard: Cluster.start_node adds it)
         b = cluster.start_node("b", "--metrics-export-port", str(free_port()))
         cluster.pids.add(b["metrics_exporter_pid"])
         swarm.init(address=cluster.head_address)
         cluster.wait_alive(["head", "b"])
         yield cluster
-    finally:
-        try:
-            swarm.shutdown()
-        finally:
-            cluster.record_pids()
-            stop = cluster.cli("stop", check=False)
-            _config.CONFIG.temp_dir = saved_temp
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    assert stop.returncode == 0, stop.stderr
-    deadline = time.monotonic() + 10
-    while any(alive(p) for p in cluster.pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = sorted(p for p in cluster.pids if alive(p))
-    assert not left, f"processes of the test cluster left after `swarm stop`: {left}"
 
 
 def scrape(url: str) -> dict:

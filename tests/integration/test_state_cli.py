@@ -273,3 +273,28 @@ def test_the_cli_finds_a_cluster_that_init_started_or_says_how_to_start_one(isol
     assert not list(temp_dir.glob("session_*/cluster.json")), "the cluster's record outlived it"
     r = swarm_cli("summary", "tasks", env=env)
     assert r.returncode == 1 and "no swarm cluster is running" in r.stderr
+
+
+def test_an_actors_log_leaves_out_what_its_worker_printed_before(isolated):
+    swarm.init(num_cpus=1)   # one worker: the actor is placed on the one that ran the task
+
+    @swarm.remote
+    def chatty() -> int:
+        print("printed by a plain task", flush=True)
+        return os.getpid()
+
+    @swarm.remote
+    class Quiet:
+        def say(self) -> int:
+            print("printed by the actor", flush=True)
+            return os.getpid()
+    task_pid = swarm.get(chatty.remote(), timeout=TIMEOUT)
+    actor = Quiet.remote()
+    assert swarm.get(actor.say.remote(), timeout=TIMEOUT) == task_pid   # the same worker process
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        lines = list(state.get_log(actor_id=actor._actor_id.hex()))
+        if lines or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert lines == ["printed by the actor"]

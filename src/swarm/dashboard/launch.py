@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import selectors
 import subprocess
-import sys
 import time
 
 import psutil
@@ -36,11 +34,8 @@ def start_dashboard(address: str, *, host: str = "127.0.0.1", port: int = 8265, 
     missing = missing_dependencies()
     if missing:
         raise DashboardStartError(f"the dashboard needs {', '.join(missing)}: {INSTALL_HINT}")
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join([p for p in (src, env.get("PYTHONPATH")) if p])
-    cmd = [sys.executable, "-m", "swarm.dashboard", "--address", address, "--host", host, "--port", str(port)]
+    from swarm.node.launcher import start_service
+    cmd = ["--address", address, "--host", host, "--port", str(port)]
     if token_file:
         cmd += ["--token-file", token_file]
     if log_file:
@@ -48,17 +43,8 @@ def start_dashboard(address: str, *, host: str = "127.0.0.1", port: int = 8265, 
     if any_port_if_taken:
         cmd.append("--any-port-if-taken")
     cmd += extra_args or []
-    err = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    try:
-        # its own session: a Ctrl-C in the terminal reaches the driver, which stops it in order
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env,
-                                start_new_session=True, close_fds=True)
-    finally:
-        if log_file:
-            err.close()   # type: ignore[union-attr]
-    assert proc.stdout is not None
-    line = _read_line(proc.stdout, timeout)
-    proc.stdout.close()
+    # (its own session: a Ctrl-C in the terminal reaches the driver, which stops it in order)
+    proc, line = start_service("swarm.dashboard", cmd, log_file=log_file, timeout=timeout)
     if line.startswith("READY "):
         return proc, line.split(maxsplit=1)[1].strip()
     stop_dashboard(proc)
@@ -68,25 +54,6 @@ def start_dashboard(address: str, *, host: str = "127.0.0.1", port: int = 8265, 
     raise DashboardStartError(("the dashboard did not start within "
                                f"{timeout:.0f} s" if not line else f"the dashboard failed to start: {line}")
                               + (f"\n{detail}" if detail else ""))
-
-
-def _read_line(stream: object, timeout: float) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)   # type: ignore[arg-type]
-    deadline = time.monotonic() + timeout
-    buf = b""
-    try:
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                break
-            chunk = os.read(stream.fileno(), 4096)   # type: ignore[attr-defined]
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        sel.close()
-    return buf.split(b"\n", 1)[0].decode(errors="replace")
 
 
 def _tail(path: str | None, size: int = 2000) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 
@@ -57,11 +59,55 @@ def _remove_stale_sessions(base: str) -> None:
             shutil.rmtree(os.path.join(base, name), ignore_errors=True)
 
 
-def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
+def child_env() -> dict:
+    """The environment of a swarm process we start: this swarm importable, no interactive start-up."""
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
-    src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join([p for p in (os.path.dirname(src), env.get("PYTHONPATH")) if p])
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (src, env.get("PYTHONPATH")) if p])
+    return env
+
+
+def start_service(module: str, args: list[str], *, env: dict | None = None, log_file: str | None = None,
+                  timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+    """``python -m module args`` in a session of its own (a Ctrl-C in the terminal is not also delivered
+    to it), stderr to ``log_file``; returns the process and the first line it prints ("READY ..." or
+    "ERROR ..."; empty when it printed nothing within ``timeout``)."""
+    err = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=err, env=env or child_env(),
+                                start_new_session=True, close_fds=True)
+    finally:
+        if log_file:
+            err.close()   # type: ignore[union-attr]
+    assert proc.stdout is not None
+    line = _read_line(proc.stdout, timeout)
+    proc.stdout.close()
+    return proc, line
+
+
+def _read_line(stream: Any, timeout: float) -> str:
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buf = b""
+    try:
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                break
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+    finally:
+        sel.close()
+    return buf.split(b"\n", 1)[0].decode(errors="replace")
+
+
+def start_node_manager(opts: dict, timeout: float = 30.0) -> subprocess.Popen:
+    env = child_env()
     proc = subprocess.Popen([sys.executable, "-m", "swarm.node.node_manager"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, env=env, start_new_session=True, close_fds=True)
     assert proc.stdin is not None and proc.stdout is not None

@@ -69,10 +69,18 @@ def marker_line(task_hex: str, name: str) -> bytes:
     return f"\x1e[task {task_hex} {name}]\n".encode("utf-8", "replace")
 
 
+def actor_marker_line(actor_hex: str, class_name: str) -> bytes:
+    """Written when a worker becomes an actor's: everything after it in the file is that actor's (its
+    calls' own task markers do not end it; the worker is the actor's until it exits)."""
+    return f"\x1e[actor {actor_hex} {class_name}]\n".encode("utf-8", "replace")
+
+
 def marker_task(line: bytes) -> str:
-    """The task id a marker line names ('' for the no-task marker)."""
+    """The task id a marker line names ('' for the no-task marker; "actor:<id>" for an actor's)."""
     if line.startswith(b"\x1e[task "):
         return line[7:].split(b" ", 1)[0].rstrip(b"]").decode("ascii", "replace")
+    if line.startswith(b"\x1e[actor "):
+        return "actor:" + line[8:].split(b" ", 1)[0].rstrip(b"]").decode("ascii", "replace")
     return ""
 
 
@@ -89,7 +97,7 @@ def filter_lines(data: bytes, task: str | None, inside: bool) -> tuple[bytes, bo
     for i, piece in enumerate(pieces + ([last] if last else [])):
         line = piece + b"\n" if i < len(pieces) else piece
         if line.startswith(MARKER):
-            if task is not None:
+            if task is not None and not (inside and task.startswith("actor:")):
                 inside = marker_task(line) == task
                 seen = seen or inside
         elif task is None or inside:

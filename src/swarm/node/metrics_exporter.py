@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -353,26 +351,14 @@ def start_exporter(address: str, *, host: str = "127.0.0.1", port: int = 0, toke
     import importlib.util
     if importlib.util.find_spec("prometheus_client") is None:
         raise ExporterStartError(f"the metrics exporter needs prometheus_client: {INSTALL_HINT}")
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
-    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join([q for q in (src, env.get("PYTHONPATH")) if q])
-    cmd = [sys.executable, "-m", MODULE, "--address", address, "--host", host, "--port", str(port)]
+    from swarm.node.launcher import child_env, start_service
+    env = child_env()
+    cmd = ["--address", address, "--host", host, "--port", str(port)]
     if token_file:
         cmd += ["--token-file", token_file]
     elif token:
         env["SWARM_TOKEN"] = token   # the environment of a process is readable only by its user
-    err = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    try:
-        # its own session: a Ctrl-C meant for `swarm start --block` is not also delivered here
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, env=env,
-                                start_new_session=True, close_fds=True)
-    finally:
-        if log_file:
-            err.close()   # type: ignore[union-attr]
-    assert proc.stdout is not None
-    line = _read_line(proc.stdout, timeout)
-    proc.stdout.close()
+    proc, line = start_service(MODULE, cmd, env=env, log_file=log_file, timeout=timeout)
     if line.startswith("READY "):
         return proc, line.split(maxsplit=1)[1].strip()
     if proc.poll() is None:
@@ -382,25 +368,6 @@ def start_exporter(address: str, *, host: str = "127.0.0.1", port: int = 0, toke
         raise ExporterStartError(line[6:].strip())
     raise ExporterStartError(f"it did not start within {timeout:.0f} s" if not line else
                              f"it failed to start: {line}" + (f" (see {log_file})" if log_file else ""))
-
-
-def _read_line(stream: Any, timeout: float) -> str:
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    buf = b""
-    try:
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                break
-            chunk = os.read(stream.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        sel.close()
-    return buf.split(b"\n", 1)[0].decode(errors="replace")
 
 
 def stop_exporter_pid(pid: int, grace: float = 10.0) -> bool:

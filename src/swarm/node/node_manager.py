@@ -39,7 +39,7 @@ from swarm.exceptions import SwarmError
 from swarm.node import cluster, process
 from swarm.node.actor_directory import ActorDirectory
 from swarm.node.arena import Allocator, create_memfd
-from swarm.node.log_service import LogService
+from swarm.node.log_service import LogService, actor_marker_line
 from swarm.node.membership import Membership, node_record
 from swarm.node.resources import Grant, Infeasible, LeaseRequest, LeaseScheduler, StartWorker
 
@@ -539,6 +539,8 @@ class NodeManager:
                 os.replace(f"{path}.{i}", f"{path}.{i + 1}")
         os.replace(path, f"{path}.1")
         w.files[stream] = open(path, "ab")
+        if w.actor_id is not None:   # the new file is the actor's from its first line too
+            w.files[stream].write(actor_marker_line(w.actor_id.hex(), w.tag[stream]))
         w.files[stream].write(self.log_service.current_marker(w.worker_id, stream, w.tag[stream]))
 
     # -- clients ----------------------------------------------------------------------------------
@@ -856,6 +858,13 @@ class NodeManager:
             w.actor_id = actor_id
             w.detached = bool(info.get("detached"))
             w.tag = {1: info["class_name"], 2: info["class_name"]}
+            marker = actor_marker_line(actor_id.hex(), info["class_name"])
+            for f in w.files.values():   # what the worker printed before is not the actor's
+                try:
+                    f.write(marker)
+                    f.flush()
+                except (OSError, ValueError):
+                    pass
 
     def _kill(self, w: Worker, reason: str) -> None:
         w.killed_reason = reason

@@ -286,6 +286,8 @@ def get_log(task_id: str | None = None, actor_id: str | None = None, worker_id: 
         node, name = _find_node(w["node_id"]), w[f"std{suffix}_file"]
     elif actor_id:
         node, name = _actor_log(actor_id, suffix)
+        # only what follows the actor's marker: its worker may have run plain tasks before
+        task = "actor:" + actor_id
     else:
         assert task_id is not None
         node, name = _task_log(task_id, suffix, follow, deadline)
