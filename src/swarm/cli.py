@@ -225,6 +225,11 @@ def _status(ns: argparse.Namespace) -> int:
               f"{store['objects']} objects, {store['spilled_bytes'] / 2**20:.1f} MiB spilled")
     print(f"  workers: {info['num_workers']}, actors: {info.get('actors', 0)}, "
           f"queued lease requests: {len(info.get('demand', []))}")
+    from swarm.dashboard import launch as dashboard_launch
+    try:
+        print(f"  dashboard: {dashboard_launch.running_dashboard_url(ns.address)}")
+    except LookupError:
+        pass   # none on this machine for that cluster (or started with --no-dashboard)
     return 0
 
 

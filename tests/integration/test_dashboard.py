@@ -464,6 +464,7 @@ def test_cli_head_serves_a_dashboard_until_swarm_stop(tmp_path):
         assert shown.returncode == 0, shown.stderr
         url = shown.stdout.strip()
         assert f"dashboard: {url}" in started.stdout
+        assert f"dashboard: {url}" in run("status").stdout
         nodes = get_json(url + "/api/nodes")
         assert nodes["total"] == 1 and nodes["rows"][0]["state"] == "ALIVE"
         dashboard_pids = [p.pid for p in psutil.process_iter(["cmdline"])
