@@ -289,6 +289,10 @@ def test_an_actors_log_leaves_out_what_its_worker_printed_before(isolated):
             print("printed by the actor", flush=True)
             return os.getpid()
     task_pid = swarm.get(chatty.remote(), timeout=TIMEOUT)
+    deadline = time.monotonic() + TIMEOUT      # the driver hands the worker back after a short linger
+    while not any(w["pid"] == task_pid and w["state"] == "IDLE" for w in state.list_workers()):
+        assert time.monotonic() < deadline, state.list_workers()
+        time.sleep(0.1)
     actor = Quiet.remote()
     assert swarm.get(actor.say.remote(), timeout=TIMEOUT) == task_pid   # the same worker process
     deadline = time.monotonic() + TIMEOUT

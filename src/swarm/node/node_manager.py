@@ -192,6 +192,9 @@ class NodeManager:
             self.control.node_changed(node_record(me))
         else:
             self.cluster.connect_head()
+        # what every worker runs, imported once here: forked workers share it instead of each importing
+        # it after the fork (~15 ms of every worker's — and so every actor's — start)
+        import swarm.core.worker_main  # noqa: F401
         gc.freeze()
         for _ in range(self.num_cpus):
             self.scheduler.starting += 1
