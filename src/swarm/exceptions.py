@@ -46,7 +46,11 @@ class TaskError(SwarmError):
 
     def as_instanceof_cause(self) -> TaskError:
         """This error as an instance of ``TaskError`` *and* of the cause's class (when possible)."""
-        cause_cls = self.cause_class
+        cause_cls, cause = self.cause_class, self.cause
+        # a task that failed because a task it waited on failed: the innermost user error decides, so
+        # `except ValueError` (or DeadlockError) works however deep it was raised
+        while cause_cls is not None and issubclass(cause_cls, TaskError) and isinstance(cause, TaskError):
+            cause_cls, cause = cause.cause_class, cause.cause
         if cause_cls is None or isinstance(self, cause_cls) or issubclass(cause_cls, TaskError):
             return self
         try:
@@ -54,7 +58,7 @@ class TaskError(SwarmError):
             err = cls.__new__(cls)  # type: ignore[call-overload]
             TaskError.__init__(err, self.function_name, self.traceback_str, self.cause, self.pid,
                                self.node, self.cause_repr, cause_cls)
-            err.args = self.cause.args if self.cause is not None else (self.cause_repr,)
+            err.args = cause.args if cause is not None else (self.cause_repr,)
             return err
         except Exception:  # an exotic exception class (e.g. with __slots__ conflicts)
             return self

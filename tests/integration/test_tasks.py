@@ -712,3 +712,21 @@ def test_slow_calls_of_a_function_learned_as_quick_still_spread_over_workers(clu
     # not started, learns the function is slow, and from then on the two CPUs share the work evenly
     pids = swarm.get([nap_pid.remote(1.0) for _ in range(8)], timeout=60)
     assert sorted(collections.Counter(pids).values()) == [4, 4]
+
+
+@swarm.remote
+def raises_deep():
+    raise KeyError("from two levels down")
+
+
+@swarm.remote
+def waits_on_failing():
+    return swarm.get(raises_deep.remote())
+
+
+def test_an_error_from_a_nested_task_is_caught_by_its_own_class(cluster):
+    with pytest.raises(KeyError) as info:
+        swarm.get(waits_on_failing.remote(), timeout=60)
+    assert isinstance(info.value, swarm.exceptions.TaskError)
+    text = str(info.value)
+    assert "waits_on_failing" in text and "from two levels down" in text

@@ -982,7 +982,8 @@ def format_task_exception(fn_name: str, e: BaseException, node: str, tb_obj: Any
         start = start.tb_next
     tb = "".join(traceback.format_exception(type(e), e, start))
     cause: BaseException | None = e
-    cause_class: type | None = type(e)
+    # a nested task error: its (importable) innermost class, not the dynamic TaskError(X) class
+    cause_class: type | None = e.cause_class if isinstance(e, TaskError) else type(e)
     try:  # the owner must be able to rebuild it: custom __init__ signatures often cannot be
         serialization.loads(serialization.serialize(e).inband)
     except Exception:
