@@ -40,3 +40,40 @@ def isolated():
 def _shutdown_at_end():
     yield
     swarm.shutdown()
+
+
+@pytest.fixture(scope="session")
+def start_redis():
+    """``start_redis(port) -> Popen``: a real redis-server on loopback (no disk snapshots), answering
+    before it returns; every one still running is stopped at the end of the session."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed: run `make sysdeps` (or apt-get install redis-server)")
+    started: list[subprocess.Popen] = []
+
+    def start(port: int) -> subprocess.Popen:
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started.append(proc)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return proc
+            except OSError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(f"redis-server did not answer on port {port}")
+            time.sleep(0.05)
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)

@@ -152,27 +152,6 @@ class Cluster:
 
 
 
-def start_redis(port: int) -> subprocess.Popen:
-    """A real Redis server on loopback for the persistent control store (no disk snapshots)."""
-    import shutil
-    exe = shutil.which("redis-server")
-    if exe is None:
-        raise AssertionError("redis-server is not installed: run `make sysdeps` "
-                             "(or apt-get install redis-server)")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no", "--daemonize", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def ready() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-    wait_for(ready, 10, what="redis-server to answer")
-    return proc
-
-
 SAVED_ENV = ("SWARM_TEMP_DIR", "SWARM_TOKEN", "SWARM_TOKEN_FILE", "SWARM_ADDRESS")
 
 

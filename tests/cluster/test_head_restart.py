@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from cluster_util import Cluster, alive, cluster_in, free_port, start_redis, wait_for
+from cluster_util import Cluster, alive, cluster_in, free_port, wait_for
 
 import swarm
 from swarm.experimental import internal_kv as kv
@@ -24,7 +24,7 @@ ON_B = {"resources": {"b": 0.01}}
 
 
 @pytest.fixture(scope="module")
-def restartable(tmp_path_factory: pytest.TempPathFactory):
+def restartable(tmp_path_factory: pytest.TempPathFactory, start_redis):
     redis_port = free_port()
     redis = start_redis(redis_port)
     try:

@@ -323,26 +323,7 @@ def test_init_runtime_env_in_a_plain_driver(head, tmp_path):
     assert "shipped by init 1" in out.stdout
 
 
-def start_redis(port: int) -> subprocess.Popen:
-    import shutil
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                             "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def ready() -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-    wait_for(ready, 10, "redis-server to answer")
-    return proc
-
-
-def test_job_table_survives_a_head_restart(tmp_path):
+def test_job_table_survives_a_head_restart(tmp_path, start_redis):
     h = Head(tmp_path)
     redis_port = free_port()
     redis = start_redis(redis_port)

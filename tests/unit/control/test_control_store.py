@@ -3,10 +3,7 @@ records written behind to storage, and the Redis backend against a real redis-se
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
-import time
 
 import pytest
 
@@ -100,25 +97,16 @@ def test_unknown_storage_scheme_is_refused():
         open_storage("mysql://localhost/x")
 
 
-@pytest.fixture(scope="module")
-def redis_url():
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.fail("redis-server is not installed: run `make sysdeps`")
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def redis_url(start_redis):
+    port = free_port()
+    proc = start_redis(port)
     yield f"redis://127.0.0.1:{port}/3"
     proc.terminate()
     proc.wait(10)
@@ -152,40 +140,23 @@ def test_redis_storage_round_trip(redis_url):
 
 
 def test_unreachable_redis_is_a_clear_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with pytest.raises(SwarmError, match=f"cannot reach the Redis server at redis://127.0.0.1:{port}/0"):
         RedisStorage(f"redis://127.0.0.1:{port}/0", timeout_s=1.0)
 
 
-def test_writes_survive_a_redis_outage(monkeypatch, tmp_path):
+def test_writes_survive_a_redis_outage(monkeypatch, start_redis):
     import swarm.control.storage as storage_mod
     monkeypatch.setattr(storage_mod, "RETRY_S", 0.0)
-    exe = shutil.which("redis-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def start() -> subprocess.Popen:
-        p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",  # type: ignore
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                return p
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-    server = start()
+    port = free_port()
+    server = start_redis(port)
     store = ControlStore(RedisStorage(f"redis://127.0.0.1:{port}/0", timeout_s=1.0))
     server.terminate()
     server.wait(10)
     store.handle("kv_put", ["app", b"k", b"v", True])
     store.flush()                                   # Redis is down: kept, not lost
     assert store.storage._pending                   # type: ignore[union-attr]
-    server = start()
+    server = start_redis(port)
     try:
         store.flush()
         assert not store.storage._pending           # type: ignore[union-attr]
@@ -195,13 +166,3 @@ def test_writes_survive_a_redis_outage(monkeypatch, tmp_path):
     finally:
         server.terminate()
         server.wait(10)
-
-
-def test_pages_skip_their_offset():
-    log = TaskLog(max_events=100)
-    log.add_finished([row(i, "FAILED" if i % 2 else "FINISHED") for i in range(50)])
-    ids = [r["task_id"] for r in log.list(None, 100)]
-    assert [r["task_id"] for r in log.list(None, 10, offset=20)] == ids[20:30]
-    failed = [r["task_id"] for r in log.list([("state", "=", "FAILED")], 100)]
-    assert [r["task_id"] for r in log.list([("state", "=", "FAILED")], 5, offset=5)] == failed[5:10]
-    assert [r["task_id"] for r in log.list([("name", "!=", "g")], 5, offset=45)] == ids[45:50]
