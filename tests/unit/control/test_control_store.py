@@ -166,3 +166,13 @@ def test_writes_survive_a_redis_outage(monkeypatch, start_redis):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_pages_skip_their_offset():
+    log = TaskLog(max_events=100)
+    log.add_finished([row(i, "FAILED" if i % 2 else "FINISHED") for i in range(50)])
+    ids = [r["task_id"] for r in log.list(None, 100)]
+    assert [r["task_id"] for r in log.list(None, 10, offset=20)] == ids[20:30]
+    failed = [r["task_id"] for r in log.list([("state", "=", "FAILED")], 100)]
+    assert [r["task_id"] for r in log.list([("state", "=", "FAILED")], 5, offset=5)] == failed[5:10]
+    assert [r["task_id"] for r in log.list([("name", "!=", "g")], 5, offset=45)] == ids[45:50]
